@@ -1,0 +1,137 @@
+"""The ``imageextract`` command.
+
+It lives in ``api/`` because it is an entry point above every other layer: it starts the
+API, starts worker processes (as processes, never by importing tasks), and manages accounts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import click
+
+from core.settings import Settings, get_settings
+
+
+def _session_factory(settings: Settings):  # type: ignore[no-untyped-def]
+    from db.engine import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(settings.resolved_database_url))
+
+
+@click.group()
+def main() -> None:
+    """imageextract: images plus a prompt in, structured data out."""
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from db import migrate as db_migrate
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db_migrate.upgrade(settings.resolved_database_url)
+    click.echo("database is up to date")
+
+
+@main.group()
+def accounts() -> None:
+    """Manage accounts."""
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--credits", "credits_", type=int, default=0, show_default=True)
+def accounts_create(name: str, credits_: int) -> None:
+    """Create the account NAME."""
+    from core import accounts as accounts_service
+    from db.engine import unit_of_work
+
+    with unit_of_work(_session_factory(get_settings())) as session:
+        account = accounts_service.create_account(session, name, credits_)
+    click.echo(f"account {account.name} ({account.id}) created with {credits_} credits")
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.argument("account_name")
+def keys_create(account_name: str) -> None:
+    """Create an API key for ACCOUNT_NAME; the key is printed once, on the last line."""
+    from core import accounts as accounts_service
+    from db.engine import unit_of_work
+
+    with unit_of_work(_session_factory(get_settings())) as session:
+        new_key = accounts_service.create_key(session, account_name)
+    click.echo(f"key {new_key.api_key.id} for {account_name}; store it now, it is not shown again:")
+    click.echo(new_key.secret)
+
+
+def worker_command(queues: Sequence[str], pool: str, concurrency: int, hostname: str) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--queues", ",".join(queues), "--pool", pool, "--concurrency", str(concurrency),
+        "--hostname", hostname, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+@main.command()
+@click.option("--queues", default="default,model", show_default=True)
+@click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default="threads")
+@click.option("--concurrency", type=int, default=None, help="default: model_concurrency setting")
+def worker(queues: str, pool: str, concurrency: int | None) -> None:
+    """Run a worker. Threads for the model queue (many calls in flight), prefork for cpu."""
+    settings = get_settings()
+    command = worker_command(
+        queues.split(","), pool, concurrency or settings.model_concurrency, f"{queues}@%h"
+    )
+    os.execv(command[0], command)  # noqa: S606 — we built the argument list ourselves
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def api(host: str, port: int) -> None:
+    """Run the API alone (production: workers run separately)."""
+    import uvicorn
+
+    uvicorn.run("api.asgi:app", host=host, port=port, proxy_headers=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the whole service on this machine: migrations, workers and the API."""
+    import uvicorn
+
+    from db import migrate as db_migrate
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db_migrate.upgrade(settings.resolved_database_url)
+    cores = os.cpu_count() or 1
+    workers = [
+        subprocess.Popen(  # noqa: S603 — our own argument list, no shell
+            worker_command(["default", "model"], "threads", settings.model_concurrency, "io@%h")
+        ),
+        subprocess.Popen(worker_command(["cpu"], "prefork", cores, "cpu@%h")),  # noqa: S603
+    ]
+    try:
+        uvicorn.run("api.asgi:app", host=host, port=port)
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for process in workers:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()

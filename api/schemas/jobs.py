@@ -1,0 +1,96 @@
+"""Request and response bodies of the native jobs API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CreditsOut(BaseModel):
+    reserved: int = Field(description="Held at submission: per-job price plus per-image price.")
+    captured: int = Field(description="Charged once the job ended.")
+    refunded: int = Field(description="Given back for failed and cancelled images.")
+
+
+class ItemCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+JobStatusName = Literal[
+    "queued", "running", "succeeded", "partially_succeeded", "failed", "cancelled"
+]
+
+
+class JobOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    results_url: str
+    status: JobStatusName
+    prompt: str
+    json_mode: bool
+    scene: str
+    model: str | None
+    webhook_url: str | None
+    metadata: dict[str, Any] | None
+    item_count: int
+    counts: ItemCounts
+    progress: float = Field(description="Share of images that have ended, 0 to 1.")
+    usage: UsageOut
+    credits: CreditsOut
+    created_at: datetime
+    started_at: datetime | None
+    cancelled_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobAccepted(BaseModel):
+    id: uuid.UUID
+    url: str
+    status: JobStatusName
+    item_count: int
+    credits_reserved: int
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str | None
+
+
+class ItemTimings(BaseModel):
+    started_at: datetime | None
+    finished_at: datetime | None
+    model_ms: int | None
+
+
+ItemStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class ItemOut(BaseModel):
+    index: int
+    source_name: str | None
+    source_kind: str
+    status: ItemStatusName
+    content: str | None
+    parsed: Any = Field(default=None, description="The content as JSON, in JSON mode.")
+    usage: UsageOut
+    error: ItemError | None
+    attempts: int
+    timings: ItemTimings
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")

@@ -1,0 +1,100 @@
+"""The Celery application, its configuration, and publishing after commit.
+
+Both the API and the workers import this module; tasks themselves are registered by
+``worker.celery_app``. The API publishes by task name, never by importing a task.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from core.settings import Settings, get_settings
+
+
+class TaskName(enum.StrEnum):
+    DISPATCH_JOB = "jobs.dispatch_job"
+    FINALIZE_JOB = "jobs.finalize_job"
+    PROCESS_ITEM = "extraction.process_item"
+
+
+class Queue(enum.StrEnum):
+    # Dispatch, finalisation and upkeep: short tasks.
+    DEFAULT = "default"
+    # Calls to remote models: mostly waiting on the network, many in flight per process.
+    MODEL = "model"
+    # The local engine: CPU-bound, one task per core.
+    CPU = "cpu"
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    broker_options: dict[str, Any] = {
+        # Above the longest task, so a task still running is not handed to another worker.
+        "visibility_timeout": 4 * 3600,
+    }
+    if settings.is_embedded_broker:
+        folder = settings.data_dir / "broker"
+        for sub in ("queue", "processed"):
+            Path(folder / sub).mkdir(parents=True, exist_ok=True)
+        broker_options.update(
+            data_folder_in=str(folder / "queue"),
+            data_folder_out=str(folder / "queue"),
+            processed_folder=str(folder / "processed"),
+            store_processed=False,
+        )
+    app.conf.update(
+        broker_url=settings.resolved_broker_url,
+        broker_transport_options=broker_options,
+        broker_connection_retry_on_startup=True,
+        task_default_queue=Queue.DEFAULT,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        task_serializer="json",
+        accept_content=["json"],
+        task_routes={
+            TaskName.DISPATCH_JOB: {"queue": Queue.DEFAULT},
+            TaskName.FINALIZE_JOB: {"queue": Queue.DEFAULT},
+        },
+    )
+
+
+def create_celery_app(settings: Settings | None = None) -> Celery:
+    app = Celery("imageextract")
+    configure(app, settings or get_settings())
+    return app
+
+
+celery_app = create_celery_app()
+
+_PENDING = "imageextract.pending_tasks"
+
+
+def enqueue_after_commit(
+    session: Session, name: TaskName, *args: str, queue: Queue | None = None
+) -> None:
+    """Buffer a task message; it is sent only once the session's transaction commits."""
+    session.info.setdefault(_PENDING, []).append((name, args, queue))
+
+
+def send(name: TaskName, *args: str, queue: Queue | None = None) -> None:
+    celery_app.send_task(str(name), args=list(args), queue=str(queue) if queue else None)
+
+
+@event.listens_for(Session, "after_commit")
+def _send_pending(session: Session) -> None:
+    for name, args, queue in session.info.pop(_PENDING, []):
+        send(name, *args, queue=queue)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)

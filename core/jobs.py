@@ -1,0 +1,222 @@
+"""Job rules shared by the API and the workers: submission, item outcomes, fan-in, end.
+
+Services only flush; the caller's unit of work commits, and tasks queued here are sent
+after that commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core import broker
+from core.broker import Queue, TaskName
+from core.errors import Conflict, MissingField, TooManyImages
+from core.settings import Settings
+from db import jobs as jobs_repository
+from db.models import Account, ItemStatus, Job, JobStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def price(settings: Settings, image_count: int) -> int:
+    return settings.credits_per_job + settings.credits_per_image * image_count
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    prompt: str
+    json_mode: bool = False
+    scene: str = "general"
+    model: str | None = None
+    webhook_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    api: str = "native"
+
+
+@dataclass(frozen=True, slots=True)
+class StagedImage:
+    """One input image as accepted by the API: a stored file, or a URL to fetch later."""
+
+    index: int
+    source_kind: str
+    source_name: str | None = None
+    source_url: str | None = None
+    storage_key: str | None = None
+    byte_size: int | None = None
+    sha256: str | None = None
+    media_type: str | None = None
+
+
+def model_queue(provider: str) -> Queue:
+    return Queue.CPU if provider == "local" else Queue.MODEL
+
+
+def submit_job(
+    session: Session,
+    settings: Settings,
+    account: Account,
+    options: JobOptions,
+    images: list[StagedImage],
+    *,
+    job_id: uuid.UUID | None = None,
+) -> Job:
+    """Create the job and its items in the caller's transaction; dispatch after commit."""
+    if not options.prompt.strip():
+        raise MissingField("prompt is required", input="prompt")
+    if not images:
+        raise MissingField("at least one image is required", input="images")
+    if len(images) > settings.max_images_per_job:
+        raise TooManyImages(
+            f"{len(images)} images sent; a job takes at most {settings.max_images_per_job}",
+            input="images",
+        )
+    job = Job(
+        id=job_id or uuid.uuid4(),
+        account_id=account.id,
+        status=JobStatus.QUEUED,
+        api=options.api,
+        prompt=options.prompt,
+        json_mode=options.json_mode,
+        scene=options.scene,
+        model=options.model,
+        provider=settings.model_provider,
+        webhook_url=options.webhook_url,
+        user_metadata=options.metadata,
+        item_count=len(images),
+        total_bytes=sum(image.byte_size or 0 for image in images),
+        credits_reserved=price(settings, len(images)),
+        created_at=utcnow(),
+    )
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "index": image.index,
+            "status": ItemStatus.QUEUED,
+            "source_kind": image.source_kind,
+            "source_name": image.source_name,
+            "source_url": image.source_url,
+            "storage_key": image.storage_key,
+            "byte_size": image.byte_size,
+            "sha256": image.sha256,
+            "media_type": image.media_type,
+        }
+        for image in images
+    ]
+    jobs_repository.add_job(session, job, rows)
+    broker.enqueue_after_commit(session, TaskName.DISPATCH_JOB, str(job.id))
+    return job
+
+
+def cancel_job(session: Session, job: Job) -> list[str]:
+    """Cancel a job: queued items never reach the model; running ones finish and are kept.
+
+    Returns the storage keys of the cancelled items, to delete once the commit succeeds.
+    """
+    if JobStatus(job.status).is_terminal:
+        raise Conflict(f"job {job.id} has already ended as {job.status}", input="job_id")
+    now = utcnow()
+    jobs_repository.set_job_cancelled(session, job.id, now)
+    cancelled = jobs_repository.cancel_queued_items(session, job.id, now)
+    progress = jobs_repository.add_to_job_counters(session, job.id, cancelled=len(cancelled))
+    if progress.complete:
+        broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job.id))
+    session.refresh(job)
+    return [key for _id, key in cancelled if key]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """How one attempt at an item ended."""
+
+    succeeded: bool
+    content: str | None = None
+    parsed: Any = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_ms: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def record_item_outcome(
+    session: Session,
+    job_id: uuid.UUID,
+    item_id: uuid.UUID,
+    attempt: int | None,
+    outcome: ItemOutcome,
+) -> bool:
+    """Store the outcome and count it towards the job, exactly once.
+
+    The item's UPDATE only matches while it is still running under this attempt, so a
+    duplicate delivery that ran late changes nothing. The last item queues finalize_job.
+    """
+    values: dict[str, Any] = {
+        "status": ItemStatus.SUCCEEDED if outcome.succeeded else ItemStatus.FAILED,
+        "finished_at": utcnow(),
+        "content": outcome.content,
+        "parsed": outcome.parsed,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+        "model_ms": outcome.model_ms,
+    }
+    from_statuses = (
+        [ItemStatus.RUNNING] if attempt is not None else [ItemStatus.QUEUED, ItemStatus.RUNNING]
+    )
+    if not jobs_repository.finish_item(
+        session, item_id, from_statuses=from_statuses, attempt=attempt, values=values
+    ):
+        return False
+    progress = jobs_repository.add_to_job_counters(
+        session,
+        job_id,
+        succeeded=1 if outcome.succeeded else 0,
+        failed=0 if outcome.succeeded else 1,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+    )
+    if progress.complete:
+        broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job_id))
+    return True
+
+
+def final_status(job: Job) -> JobStatus:
+    if job.status == JobStatus.CANCELLED:
+        return JobStatus.CANCELLED
+    if job.items_succeeded == job.item_count:
+        return JobStatus.SUCCEEDED
+    if job.items_succeeded > 0:
+        return JobStatus.PARTIALLY_SUCCEEDED
+    return JobStatus.FAILED
+
+
+def finalize_job(session: Session, settings: Settings, job_id: uuid.UUID) -> Job | None:
+    """Give a job whose items have all ended its final status and settle its credits.
+
+    Safe to run twice: a job that already has ``finished_at`` is left as it is.
+    """
+    job = jobs_repository.get_job(session, job_id)
+    if job is None or job.finished_at is not None or job.items_finished < job.item_count:
+        return None
+    refunded = settings.credits_per_image * (job.items_failed + job.items_cancelled)
+    jobs_repository.set_job_finished(
+        session,
+        job.id,
+        status=final_status(job),
+        now=utcnow(),
+        values={
+            "credits_refunded": refunded,
+            "credits_captured": job.credits_reserved - refunded,
+        },
+    )
+    session.refresh(job)
+    return job

@@ -1,0 +1,83 @@
+"""Typed settings, read from the environment with the prefix ``IMAGEEXTRACT_``.
+
+The defaults give the embedded mode: SQLite and a filesystem broker under the data
+directory, and the ``local`` provider. Production sets the database and broker URLs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "imageextract"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGEEXTRACT_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    broker_url: str | None = None
+
+    model_provider: Literal["openai", "local"] = "local"
+    openai_base_url: AnyHttpUrl = AnyHttpUrl("https://api.openai.com/v1")
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o-mini"
+    model_timeout: timedelta = timedelta(seconds=60)
+    model_max_retries: int = 4
+    model_retry_base: timedelta = timedelta(seconds=1)
+    model_retry_max: timedelta = timedelta(seconds=30)
+    # Model calls in flight per worker process (threads of the model queue's pool).
+    model_concurrency: int = 32
+    max_output_tokens: int = 8192
+    # Images are downscaled so their longer side is at most this before the model sees them.
+    max_image_side: int = 2048
+    # Decompression-bomb guard: refuse images with more pixels than this.
+    max_image_pixels: int = 100_000_000
+
+    max_image_bytes: int = 20 * MB
+    max_job_bytes: int = 100 * MB
+    max_images_per_job: int = 3000
+    max_prompt_chars: int = 100_000
+    url_fetch_timeout: timedelta = timedelta(seconds=30)
+    # Hosts or networks that image and webhook URLs may reach although private (tests, intranets).
+    url_allow_list: list[str] = Field(default_factory=list)
+
+    max_item_attempts: int = 3
+    item_lease: timedelta = timedelta(minutes=10)
+    dispatch_chunk_size: int = 500
+
+    credits_per_job: int = 10
+    credits_per_image: int = 1
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'imageextract.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.resolved_broker_url.startswith("filesystem://")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

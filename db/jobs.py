@@ -1,0 +1,286 @@
+"""Queries on jobs and their items. Every statement that touches these tables is here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import ItemStatus, Job, JobItem, JobStatus
+
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def add_job(session: Session, job: Job, items: Sequence[dict[str, Any]]) -> None:
+    session.add(job)
+    session.flush()
+    # One multi-row INSERT per batch; 3000 ORM objects would cost far more.
+    for start in range(0, len(items), 1000):
+        session.execute(
+            insert(JobItem), [dict(row, job_id=job.id) for row in items[start : start + 1000]]
+        )
+
+
+def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def get_account_job(session: Session, job_id: uuid.UUID, account_id: uuid.UUID) -> Job | None:
+    return session.scalars(
+        select(Job).where(Job.id == job_id, Job.account_id == account_id)
+    ).one_or_none()
+
+
+def count_items_by_status(session: Session, job_id: uuid.UUID) -> dict[str, int]:
+    rows = session.execute(
+        select(JobItem.status, func.count())
+        .where(JobItem.job_id == job_id)
+        .group_by(JobItem.status)
+    ).all()
+    return {status: count for status, count in rows}
+
+
+def list_items(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    status: str | None,
+    after_index: int,
+    limit: int,
+) -> list[JobItem]:
+    query = select(JobItem).where(JobItem.job_id == job_id, JobItem.index > after_index)
+    if status is not None:
+        query = query.where(JobItem.status == status)
+    return list(session.scalars(query.order_by(JobItem.index).limit(limit)))
+
+
+def item_ids_after(
+    session: Session, job_id: uuid.UUID, after_index: int, limit: int
+) -> list[tuple[uuid.UUID, int]]:
+    rows = session.execute(
+        select(JobItem.id, JobItem.index)
+        .where(
+            JobItem.job_id == job_id,
+            JobItem.index > after_index,
+            JobItem.status == ItemStatus.QUEUED,
+        )
+        .order_by(JobItem.index)
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def mark_dispatched(session: Session, job_id: uuid.UUID, now: datetime) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=now))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedItem:
+    id: uuid.UUID
+    job_id: uuid.UUID
+    index: int
+    attempts: int
+    source_kind: str
+    source_url: str | None
+    storage_key: str | None
+    media_type: str | None
+
+
+def claim_item(
+    session: Session, item_id: uuid.UUID, *, now: datetime, lease_until: datetime, max_attempts: int
+) -> ClaimedItem | None:
+    """Take an item that is queued, or whose previous holder's lease ran out.
+
+    Returns None when the item is done, cancelled, held by another worker, or out of
+    attempts; the UPDATE makes the check and the take one atomic step.
+    """
+    row = session.execute(
+        update(JobItem)
+        .where(
+            JobItem.id == item_id,
+            JobItem.attempts < max_attempts,
+            or_(
+                JobItem.status == ItemStatus.QUEUED,
+                and_(JobItem.status == ItemStatus.RUNNING, JobItem.lease_expires_at < now),
+            ),
+        )
+        .values(
+            status=ItemStatus.RUNNING,
+            attempts=JobItem.attempts + 1,
+            lease_expires_at=lease_until,
+            started_at=func.coalesce(JobItem.started_at, now),
+        )
+        .returning(
+            JobItem.id,
+            JobItem.job_id,
+            JobItem.index,
+            JobItem.attempts,
+            JobItem.source_kind,
+            JobItem.source_url,
+            JobItem.storage_key,
+            JobItem.media_type,
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return ClaimedItem(
+        id=row[0],
+        job_id=row[1],
+        index=row[2],
+        attempts=row[3],
+        source_kind=row[4],
+        source_url=row[5],
+        storage_key=row[6],
+        media_type=row[7],
+    )
+
+
+def get_item(session: Session, item_id: uuid.UUID) -> JobItem | None:
+    return session.get(JobItem, item_id)
+
+
+def finish_item(
+    session: Session,
+    item_id: uuid.UUID,
+    *,
+    from_statuses: Sequence[str],
+    attempt: int | None,
+    values: dict[str, Any],
+) -> bool:
+    """Move an item to its end state; False when someone else already ended it."""
+    query = update(JobItem).where(JobItem.id == item_id, JobItem.status.in_(from_statuses))
+    if attempt is not None:
+        # Only the holder of the latest attempt may write the result.
+        query = query.where(JobItem.attempts == attempt)
+    result = session.execute(query.values(lease_expires_at=None, **values))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    finished: int
+    item_count: int
+    status: str
+
+    @property
+    def complete(self) -> bool:
+        return self.finished >= self.item_count
+
+
+def add_to_job_counters(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    succeeded: int = 0,
+    failed: int = 0,
+    cancelled: int = 0,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+) -> JobProgress:
+    """Add to the counters and read them back in the same statement (the fan-in)."""
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            items_succeeded=Job.items_succeeded + succeeded,
+            items_failed=Job.items_failed + failed,
+            items_cancelled=Job.items_cancelled + cancelled,
+            prompt_tokens=Job.prompt_tokens + prompt_tokens,
+            completion_tokens=Job.completion_tokens + completion_tokens,
+        )
+        .returning(
+            Job.items_succeeded + Job.items_failed + Job.items_cancelled,
+            Job.item_count,
+            Job.status,
+        )
+    ).one()
+    return JobProgress(finished=row[0], item_count=row[1], status=row[2])
+
+
+def mark_job_running(session: Session, job_id: uuid.UUID, now: datetime) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.RUNNING, started_at=now)
+    )
+
+
+def cancel_queued_items(
+    session: Session, job_id: uuid.UUID, now: datetime
+) -> list[tuple[uuid.UUID, str | None]]:
+    rows = session.execute(
+        update(JobItem)
+        .where(JobItem.job_id == job_id, JobItem.status == ItemStatus.QUEUED)
+        .values(
+            status=ItemStatus.CANCELLED,
+            finished_at=now,
+            error_code="cancelled",
+            error_message="the job was cancelled before this image was sent to the model",
+        )
+        .returning(JobItem.id, JobItem.storage_key)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def storage_keys_of(session: Session, job_id: uuid.UUID, statuses: Sequence[str]) -> list[str]:
+    return list(
+        session.scalars(
+            select(JobItem.storage_key).where(
+                JobItem.job_id == job_id,
+                JobItem.status.in_(statuses),
+                JobItem.storage_key.is_not(None),
+            )
+        )
+    )
+
+
+def set_job_cancelled(session: Session, job_id: uuid.UUID, now: datetime) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE_JOB_STATUSES))
+        .values(status=JobStatus.CANCELLED, cancelled_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def set_job_finished(
+    session: Session, job_id: uuid.UUID, *, status: str, now: datetime, values: dict[str, Any]
+) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.finished_at.is_(None))
+        .values(status=status, finished_at=now, **values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def iter_finished_items(
+    session: Session, job_id: uuid.UUID, *, batch: int = 200
+) -> Iterator[JobItem]:
+    """Finished items in input order, read in batches so a 3000-item job streams."""
+    after = -1
+    while True:
+        rows = list(
+            session.scalars(
+                select(JobItem)
+                .where(
+                    JobItem.job_id == job_id,
+                    JobItem.index > after,
+                    JobItem.status.in_(
+                        (ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.CANCELLED)
+                    ),
+                )
+                .order_by(JobItem.index)
+                .limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].index
+        session.expunge_all()

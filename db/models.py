@@ -1,0 +1,171 @@
+"""SQLAlchemy models. The schema itself is made only by the Alembic migrations."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 — SQLAlchemy reads this class attribute
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_SUCCEEDED = "partially_succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class ItemStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class SourceKind(enum.StrEnum):
+    UPLOAD = "upload"
+    BASE64 = "base64"
+    URL = "url"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    credit_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="account", lazy="raise")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # The first characters of the key, shown in listings so a key can be recognised.
+    prefix: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    revoked_at: Mapped[datetime | None]
+
+    account: Mapped[Account] = relationship(back_populates="api_keys", lazy="raise")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_account_id_created_at", "account_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    status: Mapped[str] = mapped_column(String(32), default=JobStatus.QUEUED)
+    # Which API created the job: native, u1 or dumplingai.
+    api: Mapped[str] = mapped_column(String(32), default="native")
+    prompt: Mapped[str] = mapped_column(Text)
+    json_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    scene: Mapped[str] = mapped_column(String(32), default="general")
+    model: Mapped[str | None] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(32))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    user_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+
+    item_count: Mapped[int] = mapped_column(Integer)
+    items_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    items_failed: Mapped[int] = mapped_column(Integer, default=0)
+    items_cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    credits_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    credits_captured: Mapped[int] = mapped_column(BigInteger, default=0)
+    credits_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    dispatched_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    @property
+    def items_finished(self) -> int:
+        return self.items_succeeded + self.items_failed + self.items_cancelled
+
+
+class JobItem(Base):
+    __tablename__ = "job_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "index", name="uq_job_items_job_id_index"),
+        Index("ix_job_items_job_id_status", "job_id", "status"),
+        Index("ix_job_items_status_lease_expires_at", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default=ItemStatus.QUEUED)
+
+    source_kind: Mapped[str] = mapped_column(String(16))
+    source_name: Mapped[str | None] = mapped_column(Text)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    # Key of the temporary file in image storage; cleared once the file is deleted.
+    storage_key: Mapped[str | None] = mapped_column(String(200))
+    byte_size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    media_type: Mapped[str | None] = mapped_column(String(64))
+
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None]
+
+    content: Mapped[str | None] = mapped_column(Text)
+    parsed: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Milliseconds spent waiting on the model, to tell our own time from the model's.
+    model_ms: Mapped[int | None] = mapped_column(Integer)

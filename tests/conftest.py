@@ -1,0 +1,215 @@
+"""The real stack for the tests: Postgres, Redis, a Celery worker process, the fake model,
+and the API on a real HTTP port. Started once per run; every test gets clean tables.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from tests import stack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Stack:
+    database_url: str
+    broker_url: str
+    data_dir: Path
+    model_url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("stack")
+    with stack.postgres() as database_url, stack.redis(work / "redis") as broker_url:
+        model_port = stack.free_port()
+        model = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "fake_model_server.py"),
+                "--port",
+                str(model_port),
+            ],
+            stdout=(work / "model.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            stack.wait_for_port(model_port)
+            data_dir = work / "data"
+            env = {
+                "IMAGEEXTRACT_DATABASE_URL": database_url,
+                "IMAGEEXTRACT_BROKER_URL": broker_url,
+                "IMAGEEXTRACT_DATA_DIR": str(data_dir),
+                "IMAGEEXTRACT_MODEL_PROVIDER": "openai",
+                "IMAGEEXTRACT_OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
+                "IMAGEEXTRACT_OPENAI_API_KEY": "sk-test",
+                "IMAGEEXTRACT_OPENAI_MODEL": "fake-vision",
+                "IMAGEEXTRACT_MODEL_TIMEOUT": "PT2S",
+                "IMAGEEXTRACT_MODEL_MAX_RETRIES": "2",
+                "IMAGEEXTRACT_MODEL_RETRY_BASE": "PT0.05S",
+                "IMAGEEXTRACT_MODEL_RETRY_MAX": "PT1S",
+                "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
+            }
+            os.environ.update(env)
+            from db import migrate
+
+            migrate.upgrade(database_url)
+            yield Stack(
+                database_url=database_url,
+                broker_url=broker_url,
+                data_dir=data_dir,
+                model_url=f"http://127.0.0.1:{model_port}",
+                env=env,
+            )
+        finally:
+            model.terminate()
+            model.wait(10)
+
+
+@pytest.fixture(scope="session")
+def settings(services: Stack) -> Any:
+    from core.settings import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def session_factory(settings: Any) -> Any:
+    from db.engine import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(settings.resolved_database_url))
+
+
+@pytest.fixture(scope="session")
+def worker_process(services: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One real Celery worker process: threads pool, many model calls in flight."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--queues", "default,model", "--pool", "threads", "--concurrency", "32",
+        "--hostname", "test@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **services.env}, stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while "ready." not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    yield log
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def api_url(settings: Any) -> Iterator[str]:
+    from api.app import create_app
+
+    port = stack.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    stack.wait_for_port(port)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+TABLES = ("job_items", "jobs", "api_keys", "accounts")
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "services" not in request.fixturenames:
+        return
+    services: Stack = request.getfixturevalue("services")
+    factory = request.getfixturevalue("session_factory")
+    with factory() as session:
+        session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+        session.commit()
+    httpx.post(f"{services.model_url}/_reset", timeout=5)
+
+
+@dataclass
+class Caller:
+    """An account with a key, and an HTTP client that uses it."""
+
+    name: str
+    key: str
+    client: httpx.Client
+
+
+@pytest.fixture
+def make_caller(api_url: str, session_factory: Any) -> Iterator[Callable[..., Caller]]:
+    from core import accounts as accounts_service
+    from db.engine import unit_of_work
+
+    clients: list[httpx.Client] = []
+
+    def make(name: str = "acme", credits: int = 1_000_000) -> Caller:
+        with unit_of_work(session_factory) as session:
+            accounts_service.create_account(session, name, credits)
+            key = accounts_service.create_key(session, name).secret
+        client = httpx.Client(
+            base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=120
+        )
+        clients.append(client)
+        return Caller(name=name, key=key, client=client)
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def caller(make_caller: Callable[..., Caller], worker_process: Path) -> Caller:
+    return make_caller()
+
+
+@pytest.fixture
+def fake_model(services: Stack) -> Callable[..., dict[str, Any]]:
+    """Change the fake model's behaviour for this test (reset after it)."""
+
+    def control(**changes: Any) -> dict[str, Any]:
+        response = httpx.post(f"{services.model_url}/_control", json=changes, timeout=5)
+        response.raise_for_status()
+        return dict(response.json())
+
+    return control
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dict[str, Any]:
+    """Poll until the job has ended (finished_at set), with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+        if job["finished_at"] is not None:
+            return dict(job)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"job {job_id} still {job['status']} after {timeout} s: {job['counts']}"
+            )
+        time.sleep(0.2)

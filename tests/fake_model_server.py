@@ -1,0 +1,195 @@
+"""A fake OpenAI-compatible vision model: a real HTTP server for tests and the benchmark.
+
+    python tests/fake_model_server.py --port 9100 [--latency 1.0]
+
+POST /v1/chat/completions answers with what it sees in the image: its width and height
+(tests draw images whose size encodes their index). Behaviour is set at run time with
+POST /_control (JSON): latency (s), error_rate, rate_limit_rate, retry_after (s),
+timeout_rate (sleeps `hang` s), malformed_rate (content that is not JSON in JSON mode),
+broken_body_rate (an HTTP body that is not JSON), and fail_next / rate_limit_next /
+malformed_next / hang_next to make the next N calls fail that way. GET /_stats counts calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import random
+import threading
+from typing import Any
+
+import uvicorn
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+DEFAULTS: dict[str, float] = {
+    "latency": 0.0,
+    "error_rate": 0.0,
+    "rate_limit_rate": 0.0,
+    "retry_after": 1.0,
+    "timeout_rate": 0.0,
+    "hang": 30.0,
+    "malformed_rate": 0.0,
+    "broken_body_rate": 0.0,
+    "fail_next": 0,
+    "rate_limit_next": 0,
+    "malformed_next": 0,
+    "hang_next": 0,
+}
+
+
+class FakeModel:
+    def __init__(self, latency: float = 0.0, seed: int = 7) -> None:
+        self.lock = threading.Lock()
+        self.random = random.Random(seed)
+        self.config = dict(DEFAULTS, latency=latency)
+        self.stats: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def count(self, outcome: str) -> None:
+        with self.lock:
+            self.stats[outcome] = self.stats.get(outcome, 0) + 1
+
+    def take(self, counter: str, rate: str) -> bool:
+        with self.lock:
+            if self.config[counter] > 0:
+                self.config[counter] -= 1
+                return True
+            return self.random.random() < self.config[rate]
+
+
+def image_size(body: dict[str, Any]) -> tuple[int, int]:
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if part.get("type") == "image_url":
+                url = part["image_url"]["url"]
+                data = base64.b64decode(url.split(",", 1)[1])
+                with Image.open(io.BytesIO(data)) as image:
+                    return image.size
+    raise ValueError("no image in the request")
+
+
+def create_app(model: FakeModel) -> Starlette:
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        with model.lock:
+            model.in_flight += 1
+            model.max_in_flight = max(model.max_in_flight, model.in_flight)
+        try:
+            if model.config["latency"]:
+                await asyncio.sleep(model.config["latency"])
+            if model.take("hang_next", "timeout_rate"):
+                model.count("hang")
+                await asyncio.sleep(model.config["hang"])
+            if model.take("rate_limit_next", "rate_limit_rate"):
+                model.count("rate_limited")
+                return JSONResponse(
+                    {"error": {"message": "rate limited"}},
+                    status_code=429,
+                    headers={"Retry-After": str(model.config["retry_after"])},
+                )
+            if model.take("fail_next", "error_rate"):
+                model.count("error")
+                return JSONResponse({"error": {"message": "boom"}}, status_code=500)
+            if model.random.random() < model.config["broken_body_rate"]:
+                model.count("broken_body")
+                return Response("{not json", media_type="application/json")
+            try:
+                width, height = image_size(body)
+            except Exception as error:
+                model.count("bad_request")
+                return JSONResponse({"error": {"message": str(error)}}, status_code=400)
+            json_mode = body.get("response_format", {}).get("type") == "json_object"
+            if json_mode and model.take("malformed_next", "malformed_rate"):
+                model.count("malformed")
+                content = "Sure! Here is the data: {width: oops"
+            elif json_mode:
+                content = json.dumps({"width": width, "height": height})
+            else:
+                content = f"An image of {width}x{height} pixels."
+            model.count("ok")
+            return JSONResponse(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": body.get("model", "fake"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": 85
+                        + len(json.dumps(body.get("messages", [{}])[-1].get("content", [{}])[0]))
+                        // 4,
+                        "completion_tokens": max(1, len(content) // 4),
+                        "total_tokens": 0,
+                    },
+                }
+            )
+        finally:
+            with model.lock:
+                model.in_flight -= 1
+
+    async def control(request: Request) -> Response:
+        changes = await request.json()
+        unknown = set(changes) - set(DEFAULTS)
+        if unknown:
+            return JSONResponse({"error": f"unknown settings {sorted(unknown)}"}, status_code=400)
+        with model.lock:
+            model.config.update(changes)
+        return JSONResponse(model.config)
+
+    async def reset(_request: Request) -> Response:
+        with model.lock:
+            model.config = dict(DEFAULTS)
+            model.stats = {}
+            model.max_in_flight = 0
+        return JSONResponse(model.config)
+
+    async def stats(_request: Request) -> Response:
+        with model.lock:
+            return JSONResponse(
+                {"calls": dict(model.stats), "in_flight": model.in_flight,
+                 "max_in_flight": model.max_in_flight}
+            )  # fmt: skip
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/_control", control, methods=["POST"]),
+            Route("/_reset", reset, methods=["POST"]),
+            Route("/_stats", stats, methods=["GET"]),
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    uvicorn.run(
+        create_app(FakeModel(latency=args.latency)),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        backlog=4096,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Start real Postgres and Redis servers on loopback ports of their own.
+
+Used by the test suite and by the benchmark. Postgres refuses to run as root, so when
+we are root the cluster belongs to the ``postgres`` user and is started through runuser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+def _pg_bin(name: str) -> str:
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    found = candidates[0] if candidates else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: install Debian's postgresql package")
+    return found
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    """A throwaway cluster; yields a SQLAlchemy URL for an empty database.
+
+    The cluster lives in a folder of its own under /tmp: when we are root, the postgres
+    user must be able to reach it, which a pytest tmp_path (mode 0700) does not allow.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="imageextract-pg-"))
+    workdir.chmod(0o755)
+    data = workdir / "pgdata"
+    data.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres")
+        shutil.chown(data, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres(
+            [_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    conf = (
+        f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{data}'\n"
+        "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\n"
+    )
+    with (data / "postgresql.conf").open("a") as handle:
+        handle.write(conf)
+    log = workdir / "postgres.log"
+    subprocess.run(
+        _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "start"]),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        subprocess.run(
+            [
+                _pg_bin("createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "imageextract",
+            ],
+            check=True,
+        )
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/imageextract"
+    finally:
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis(workdir: Path) -> Iterator[str]:
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(server).exists():
+        raise RuntimeError("redis-server not found: install Debian's redis-server package")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=(workdir / "redis.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)

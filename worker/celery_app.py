@@ -1,0 +1,19 @@
+"""The Celery application as workers load it: ``celery -A worker.celery_app worker``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_process_init
+
+from core.broker import celery_app
+from worker import runtime
+from worker.tasks import extraction, jobs
+
+app = celery_app
+__all__ = ["app", "extraction", "jobs"]
+
+
+@worker_process_init.connect
+def _fresh_runtime_after_fork(**_kwargs: Any) -> None:
+    runtime.forget_runtime()

@@ -1,0 +1,67 @@
+"""The one interface every model provider implements.
+
+A provider turns a prepared image and a prompt into content plus token usage. It raises
+``core.errors.ImageExtractError`` subclasses (``ModelTimeout``, ``UpstreamError``,
+``InvalidModelOutput``) when it cannot, so the item fails with the right code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Scene(enum.StrEnum):
+    GENERAL = "general"
+    MEDICAL = "medical"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """An image after normalisation: EXIF-rotated, converted and downscaled."""
+
+    data: bytes
+    media_type: str  # "image/png" or "image/jpeg"
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractionRequest:
+    prompt: str
+    json_mode: bool = False
+    scene: Scene = Scene.GENERAL
+    max_tokens: int = 8192
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResult:
+    content: str
+    usage: Usage
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    """Prepared image + prompt + options -> content, usage, raw response.
+
+    Implementations are created once per process and must be safe to call from several
+    threads at once.
+    """
+
+    name: str
+
+    def extract(self, image: PreparedImage, request: ExtractionRequest) -> ModelResult: ...
+
+    def close(self) -> None: ...

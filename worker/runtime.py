@@ -1,0 +1,69 @@
+"""What a worker process keeps for its whole life: settings, engine, storage, providers.
+
+Made lazily on first use and dropped after fork, so every process has its own engine and
+HTTP clients (CONVENTIONS: created once per process, after fork).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import Settings, get_settings
+from core.storage import ImageStore
+from db.engine import make_engine, make_session_factory
+from worker.providers.base import Provider
+from worker.providers.registry import create_provider
+
+
+@dataclass
+class WorkerRuntime:
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    store: ImageStore
+    fetch_client: httpx.Client
+    _providers: dict[str, Provider] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def provider(self, name: str) -> Provider:
+        with self._lock:
+            if name not in self._providers:
+                self._providers[name] = create_provider(name, self.settings)
+            return self._providers[name]
+
+    def close(self) -> None:
+        for provider in self._providers.values():
+            provider.close()
+        self.fetch_client.close()
+
+
+def build_runtime(settings: Settings) -> WorkerRuntime:
+    engine = make_engine(settings.resolved_database_url, pool_size=settings.model_concurrency)
+    timeout = settings.url_fetch_timeout.total_seconds()
+    return WorkerRuntime(
+        settings=settings,
+        session_factory=make_session_factory(engine),
+        store=ImageStore(settings.storage_dir),
+        fetch_client=httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False),
+    )
+
+
+_runtime: WorkerRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> WorkerRuntime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime(get_settings())
+        return _runtime
+
+
+def forget_runtime() -> None:
+    """Drop the parent's runtime in a forked child without closing its sockets."""
+    global _runtime
+    _runtime = None
