@@ -90,9 +90,10 @@ def worker_command(queues: Sequence[str], pool: str, concurrency: int, hostname:
 def worker(queues: str, pool: str, concurrency: int | None) -> None:
     """Run a worker. Threads for the model queue (many calls in flight), prefork for cpu."""
     settings = get_settings()
-    command = worker_command(
-        queues.split(","), pool, concurrency or settings.model_concurrency, f"{queues}@%h"
-    )
+    if concurrency is None:
+        concurrency = settings.model_concurrency if pool == "threads" else (os.cpu_count() or 1)
+    name = "io@%h" if pool == "threads" else "cpu@%h"
+    command = worker_command(queues.split(","), pool, concurrency, name)
     os.execv(command[0], command)  # noqa: S606 — we built the argument list ourselves
 
 
@@ -135,3 +136,18 @@ def serve(host: str, port: int) -> None:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def run() -> None:
+    """Console entry point: our errors become one clear line and exit status 1."""
+    from core.errors import ImageExtractError
+
+    try:
+        main(standalone_mode=True)
+    except ImageExtractError as error:
+        click.echo(f"error: {error.message}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

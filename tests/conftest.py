@@ -142,11 +142,12 @@ TABLES = ("job_items", "jobs", "api_keys", "accounts")
 
 @pytest.fixture(autouse=True)
 def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
     if "services" not in request.fixturenames:
+        yield
         return
     services: Stack = request.getfixturevalue("services")
     factory = request.getfixturevalue("session_factory")
+    yield
     with factory() as session:
         session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
         session.commit()

@@ -1,0 +1,93 @@
+"""How items end when the model or the image misbehaves, through the real worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.conftest import Caller, Stack, wait_for_job
+from tests.sample_images import jpeg_for, png_for
+
+
+def _submit(caller: Caller, files: list[tuple[str, Any]], **data: str) -> dict[str, Any]:
+    response = caller.client.post("/v1/jobs", files=files, data={"prompt": "Read", **data})
+    assert response.status_code == 202, response.text
+    return wait_for_job(caller.client, response.json()["id"])
+
+
+def _items(caller: Caller, job_id: str) -> list[dict[str, Any]]:
+    return list(caller.client.get(f"/v1/jobs/{job_id}/items").json()["items"])
+
+
+def test_poison_images_fail_their_own_item_and_the_rest_succeed(
+    caller: Caller, services: Stack
+) -> None:
+    files = [
+        ("images", ("good.png", png_for(0), "image/png")),
+        ("images", ("truncated.jpg", jpeg_for(1, size=(300, 300))[:400], "image/jpeg")),
+        ("images", ("fake.png", b"\x89PNG\r\n\x1a\n" + b"nope" * 20, "image/png")),
+        ("images", ("good2.jpg", jpeg_for(3), "image/jpeg")),
+    ]
+    job = _submit(caller, files)
+    assert job["status"] == "partially_succeeded"
+    assert job["credits"] == {"reserved": 14, "captured": 12, "refunded": 2}
+    items = _items(caller, job["id"])
+    assert [item["status"] for item in items] == ["succeeded", "failed", "failed", "succeeded"]
+    assert items[1]["error"]["code"] == "corrupt_image"
+    assert "images[1]" in items[1]["error"]["message"]
+    assert items[2]["error"]["code"] == "corrupt_image"
+    # A poison image is not retried: one attempt, and the model never saw it.
+    assert items[1]["attempts"] == 1
+    calls = httpx.get(f"{services.model_url}/_stats").json()["calls"]
+    assert calls == {"ok": 2}
+
+
+def test_model_errors_past_retries_fail_items_as_upstream_errors(
+    caller: Caller, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(error_rate=1.0)
+    job = _submit(caller, [("images", ("a.png", png_for(0), "image/png"))])
+    assert job["status"] == "failed"
+    assert job["credits"]["refunded"] == 1
+    item = _items(caller, job["id"])[0]
+    assert item["error"]["code"] == "upstream_error"
+    assert "500" in item["error"]["message"]
+
+
+def test_model_timeouts_fail_items_as_model_timeout(
+    caller: Caller, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(timeout_rate=1.0, hang=5)
+    job = _submit(caller, [("images", ("a.png", png_for(0), "image/png"))])
+    assert job["status"] == "failed"
+    assert _items(caller, job["id"])[0]["error"]["code"] == "model_timeout"
+
+
+def test_transient_failures_are_retried_and_every_item_succeeds(
+    caller: Caller, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(fail_next=5, rate_limit_next=5, retry_after=0.2)
+    files = [("images", (f"{i}.png", png_for(i), "image/png")) for i in range(30)]
+    job = _submit(caller, files)
+    assert job["status"] == "succeeded"
+
+
+def test_malformed_json_in_json_mode_is_asked_again(
+    caller: Caller, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(malformed_next=1)
+    job = _submit(caller, [("images", ("a.png", png_for(5), "image/png"))], json_mode="true")
+    assert job["status"] == "succeeded"
+    assert _items(caller, job["id"])[0]["parsed"] == {"width": 21, "height": 16}
+
+
+def test_model_that_never_returns_json_fails_the_item_clearly(
+    caller: Caller, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(malformed_rate=1.0)
+    job = _submit(caller, [("images", ("a.png", png_for(5), "image/png"))], json_mode="true")
+    item = _items(caller, job["id"])[0]
+    assert item["error"]["code"] == "invalid_model_output"
+    assert "valid JSON" in item["error"]["message"]

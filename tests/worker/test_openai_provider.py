@@ -1,0 +1,91 @@
+"""The openai provider against the fake OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from core.errors import ModelTimeout, UpstreamError
+from core.settings import Settings
+from tests.conftest import Stack
+from tests.sample_images import png_for, size_for
+from worker.providers.base import ExtractionRequest, PreparedImage
+from worker.providers.openai import OpenAIProvider
+
+IMAGE = PreparedImage(data=png_for(7), media_type="image/png", width=23, height=16)
+
+
+@pytest.fixture
+def provider(services: Stack) -> Iterator[OpenAIProvider]:
+    settings = Settings(
+        openai_base_url=f"{services.model_url}/v1",
+        model_timeout=timedelta(seconds=1),
+        model_max_retries=2,
+        model_retry_base=timedelta(milliseconds=20),
+        model_retry_max=timedelta(seconds=2),
+    )
+    provider = OpenAIProvider(settings)
+    yield provider
+    provider.close()
+
+
+def _calls(services: Stack) -> dict[str, int]:
+    return dict(httpx.get(f"{services.model_url}/_stats").json()["calls"])
+
+
+def test_returns_content_and_usage(provider: OpenAIProvider) -> None:
+    result = provider.extract(IMAGE, ExtractionRequest(prompt="Read", json_mode=True))
+    width, height = size_for(7)
+    assert json.loads(result.content) == {"width": width, "height": height}
+    assert result.usage.prompt_tokens > 0
+    assert result.usage.completion_tokens > 0
+
+
+def test_server_errors_are_retried_until_success(
+    provider: OpenAIProvider, services: Stack, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(fail_next=2)
+    result = provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
+    assert "23x16" in result.content
+    assert _calls(services) == {"error": 2, "ok": 1}
+
+
+def test_429_waits_for_retry_after(
+    provider: OpenAIProvider, services: Stack, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(rate_limit_next=1, retry_after=1)
+    started = time.monotonic()
+    provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
+    assert time.monotonic() - started >= 1.0
+    assert _calls(services) == {"rate_limited": 1, "ok": 1}
+
+
+def test_errors_past_the_retries_fail_as_upstream_error(
+    provider: OpenAIProvider, services: Stack, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(error_rate=1.0)
+    with pytest.raises(UpstreamError, match="answered 500"):
+        provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
+    assert _calls(services) == {"error": 3}
+
+
+def test_a_model_that_never_answers_fails_as_timeout(
+    provider: OpenAIProvider, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(timeout_rate=1.0, hang=3)
+    with pytest.raises(ModelTimeout, match="did not answer in time"):
+        provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
+
+
+def test_unreadable_response_body_is_retried(
+    provider: OpenAIProvider, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(broken_body_rate=1.0)
+    with pytest.raises(UpstreamError, match="cannot read"):
+        provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
