@@ -91,3 +91,16 @@ def test_model_that_never_returns_json_fails_the_item_clearly(
     item = _items(caller, job["id"])[0]
     assert item["error"]["code"] == "invalid_model_output"
     assert "valid JSON" in item["error"]["message"]
+
+
+def test_one_worker_process_keeps_many_model_calls_in_flight(
+    caller: Caller, services: Stack, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(latency=1.0)
+    files = [("images", (f"{i}.png", png_for(i), "image/png")) for i in range(64)]
+    job = _submit(caller, files)
+    assert job["status"] == "succeeded"
+    # The test worker runs 32 threads in one process; a pool of one call at a time would
+    # never have more than one request open at the model.
+    stats = httpx.get(f"{services.model_url}/_stats").json()
+    assert stats["max_in_flight"] >= 16
