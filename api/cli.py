@@ -6,11 +6,13 @@ API, starts worker processes (as processes, never by importing tasks), and manag
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -108,17 +110,104 @@ def api(host: str, port: int) -> None:
 
 
 @main.command()
+@click.argument("images", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--prompt", help="What to extract; may hold a JSON template.")
+@click.option(
+    "--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON template or JSON Schema file; the prompt asks for it.",
+)  # fmt: skip
+@click.option("--scene", type=click.Choice(["general", "medical"]), default="general")
+@click.option("--json", "json_mode", is_flag=True, help="Output parsed JSON (JSON mode).")
+@click.option(
+    "--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON Lines: {"id"?, "image", "prompt"?} per line.',
+)  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="default: stdout")
+@click.option("--provider", type=click.Choice(["local", "openai"]), default=None,
+              help="default: the model_provider setting")  # fmt: skip
+def extract(
+    images: tuple[Path, ...],
+    prompt: str | None,
+    schema: Path | None,
+    scene: str,
+    json_mode: bool,
+    manifest: Path | None,
+    out: Path | None,
+    provider: str | None,
+) -> None:
+    """Extract from images on disk in this process: one JSON line per image.
+
+    IMAGES are files or folders. Each line: {"id", "image", "output", "usage", "error"}.
+    """
+    from worker import batch_extract
+    from worker.providers.base import Scene
+    from worker.providers.registry import create_provider
+
+    settings = get_settings()
+    if schema is not None:
+        prompt = (
+            f"{prompt or 'Extract the information from the image using this schema:'}\n"
+            f"{schema.read_text()}"
+        )
+        json_mode = True
+    if manifest is not None:
+        try:
+            entries = batch_extract.entries_from_manifest(manifest, prompt)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+    elif images:
+        if not prompt:
+            raise click.UsageError("give --prompt or --schema")
+        entries = batch_extract.entries_from_paths(images, prompt)
+    else:
+        raise click.UsageError("give IMAGES or --manifest")
+
+    model = create_provider(provider or settings.model_provider, settings)
+    sink = out.open("w") if out is not None else sys.stdout
+    failed = 0
+    try:
+        records = batch_extract.extract_all(
+            model, settings, entries, json_mode=json_mode, scene=Scene(scene)
+        )
+        show_bar = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
+        with click.progressbar(
+            records, length=len(entries), label="extracting", file=sys.stderr,
+            show_pos=True, show_eta=True, hidden=not show_bar,
+        ) as bar:  # fmt: skip
+            for record in bar:
+                failed += record["error"] is not None
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sink.flush()
+    finally:
+        model.close()
+        if out is not None:
+            sink.close()
+    click.echo(f"{len(entries) - failed} of {len(entries)} images extracted", err=True)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Run the whole service on this machine: migrations, workers and the API."""
     import uvicorn
 
+    from api import first_run
     from db import migrate as db_migrate
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db_migrate.upgrade(settings.resolved_database_url)
+    key = first_run.ensure_local_account(_session_factory(settings))
+    sample = first_run.write_sample_receipt(settings.data_dir / "sample-receipt.png")
+    base_url = f"http://{host}:{port}"
+    click.echo(f"imageextract on {base_url}  (data: {settings.data_dir}, model: "
+               f"{settings.model_provider})")  # fmt: skip
+    if key is not None:
+        click.echo("\nYour API key, shown once (make more: imageextract keys create local):")
+        click.echo(f"  {key}\n\nTry it:\n  {first_run.curl_example(base_url, key, sample)}\n")
+    else:
+        click.echo(f"Sample receipt: {sample}; the key was printed at first start.")
     cores = os.cpu_count() or 1
     workers = [
         subprocess.Popen(  # noqa: S603 — our own argument list, no shell

@@ -46,6 +46,8 @@ def configure(app: Celery, settings: Settings) -> None:
             data_folder_out=str(folder / "queue"),
             processed_folder=str(folder / "processed"),
             store_processed=False,
+            # The filesystem transport polls; once a second would add a second per hop.
+            polling_interval=0.05,
         )
     app.conf.update(
         broker_url=settings.resolved_broker_url,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -22,6 +24,7 @@ from api.schemas.jobs import (
     ItemTimings,
     JobAccepted,
     JobOut,
+    JobWithResults,
     UsageOut,
 )
 from core import jobs as jobs_service
@@ -195,8 +198,52 @@ _CREATE_DOC: dict[str, Any] = {
 }
 
 
-@router.post("", status_code=202, response_model=JobAccepted, openapi_extra=_CREATE_DOC)
-async def create_job(request: Request, state: StateDep, account: ShortAccountDep) -> JSONResponse:
+def _load_finished(
+    state: AppState, job_id: uuid.UUID
+) -> tuple[Job, dict[str, int], list[JobItem]] | None:
+    with unit_of_work(state.session_factory) as session:
+        job = jobs_repository.get_job(session, job_id)
+        if job is None or job.finished_at is None:
+            return None
+        counts = jobs_repository.count_items_by_status(session, job_id)
+        return job, counts, list(jobs_repository.iter_finished_items(session, job_id))
+
+
+async def wait_for_end(
+    state: AppState, job_id: uuid.UUID, seconds: float
+) -> tuple[Job, dict[str, int], list[JobItem]] | None:
+    """The ended job with its items, or None if it is still running after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while True:
+        found = await run_in_threadpool(_load_finished, state, job_id)
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+        pause = min(pause * 1.5, 1.0)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobAccepted,
+    openapi_extra=_CREATE_DOC,
+    responses={200: {"model": JobWithResults, "description": "Ended within `wait` seconds"}},
+)
+async def create_job(
+    request: Request,
+    state: StateDep,
+    account: ShortAccountDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=600,
+            description="Seconds to wait for the job to end; if it does, the answer is 200 "
+            "with every result. Otherwise (or with 0) 202 at once.",
+        ),
+    ] = 0,
+) -> JSONResponse:
     """Submit up to 3000 images (multipart upload, or JSON with URLs or base64)."""
     job = await accept_job(
         request,
@@ -207,6 +254,15 @@ async def create_job(request: Request, state: StateDep, account: ShortAccountDep
         to_options=job_options,
     )
     url = str(request.url_for("get_job", job_id=job.id))
+    if wait:
+        ended = await wait_for_end(state, job.id, wait)
+        if ended is not None:
+            ended_job, counts, items = ended
+            full = JobWithResults(
+                **job_out(request, ended_job, counts).model_dump(),
+                results=[item_out(item) for item in items],
+            )
+            return JSONResponse(full.model_dump(mode="json"), headers={"Location": url})
     body = JobAccepted(
         id=job.id,
         url=url,

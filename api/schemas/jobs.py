@@ -94,3 +94,7 @@ class ItemOut(BaseModel):
 class ItemPage(BaseModel):
     items: list[ItemOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class JobWithResults(JobOut):
+    results: list[ItemOut] = Field(description="Every image's result, in input order.")

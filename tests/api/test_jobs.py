@@ -219,3 +219,22 @@ def test_requests_without_a_valid_key_are_refused(api_url: str, caller: Caller) 
         assert response.status_code == 401
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["input"] == "Authorization"
+
+
+def test_wait_returns_the_results_when_the_job_ends_in_time(
+    caller: Caller, fake_model: Callable[..., dict[str, Any]]
+) -> None:
+    files, data = _multipart(2, json_mode="true")
+    response = caller.client.post("/v1/jobs", params={"wait": 30}, files=files, data=data)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["status"] == "succeeded"
+    assert [row["parsed"] for row in job["results"]] == [
+        {"width": 16, "height": 16},
+        {"width": 17, "height": 16},
+    ]
+
+    fake_model(latency=3)
+    response = caller.client.post("/v1/jobs", params={"wait": 0.5}, files=files, data=data)
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"

@@ -1,0 +1,117 @@
+"""Extraction in this process, for ``imageextract extract``: the nightly batch from disk.
+
+The provider is made once and reused for every image; each image gives one record
+``{"id", "image", "output", "usage", "error"}`` whatever happens to it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ImageExtractError
+from core.json_output import parse_json_output
+from core.settings import Settings
+from worker.images import prepare_image
+from worker.providers.base import ExtractionRequest, Provider, Scene
+
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".webp",
+    ".heic",
+    ".heif",
+    ".gif",
+    ".tif",
+    ".tiff",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEntry:
+    id: str
+    image: Path
+    prompt: str
+
+
+def entries_from_paths(paths: Iterable[Path], prompt: str) -> list[BatchEntry]:
+    """Images given on the command line; a folder stands for the images in it, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    return [BatchEntry(id=path.stem, image=path, prompt=prompt) for path in found]
+
+
+def entries_from_manifest(manifest: Path, default_prompt: str | None) -> list[BatchEntry]:
+    """Manifest lines ``{"id"?, "image", "prompt"?}``; image paths are relative to the file."""
+    entries: list[BatchEntry] = []
+    base = manifest.parent
+    for number, line in enumerate(manifest.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            image = Path(row["image"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f'{manifest}:{number}: expected {{"image": ...}}: {error}') from error
+        prompt = row.get("prompt") or default_prompt
+        if not prompt:
+            raise ValueError(f"{manifest}:{number}: no prompt on the line and none given")
+        path = image if image.is_absolute() else base / image
+        entries.append(BatchEntry(id=str(row.get("id", path.stem)), image=path, prompt=prompt))
+    return entries
+
+
+def extract_one(
+    provider: Provider, settings: Settings, entry: BatchEntry, *, json_mode: bool, scene: Scene
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": entry.id, "image": str(entry.image), "output": None,
+                              "usage": None, "error": None}  # fmt: skip
+    started = time.perf_counter()
+    try:
+        try:
+            data = entry.image.read_bytes()
+        except OSError as error:
+            raise ImageExtractError(
+                f"{entry.image}: cannot read the file: {error.strerror}"
+            ) from error
+        prepared = prepare_image(
+            data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels,
+            name=str(entry.image),
+        )  # fmt: skip
+        request = ExtractionRequest(
+            prompt=entry.prompt, json_mode=json_mode, scene=scene,
+            max_tokens=settings.max_output_tokens,
+        )  # fmt: skip
+        result = provider.extract(prepared, request)
+        record["output"] = parse_json_output(result.content) if json_mode else result.content
+        record["usage"] = {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+            "total_tokens": result.usage.total_tokens,
+        }
+    except ImageExtractError as error:
+        record["error"] = {"code": error.kind.code, "message": error.message}
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+def extract_all(
+    provider: Provider,
+    settings: Settings,
+    entries: Iterable[BatchEntry],
+    *,
+    json_mode: bool,
+    scene: Scene,
+) -> Iterator[dict[str, Any]]:
+    for entry in entries:
+        yield extract_one(provider, settings, entry, json_mode=json_mode, scene=scene)
