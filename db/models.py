@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -70,10 +71,14 @@ class SourceKind(enum.StrEnum):
 
 class Account(Base):
     __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("credit_balance >= 0", name="credit_balance_not_negative"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Always the sum of the account's credit_ledger deltas; changed in the same transaction.
     credit_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Requests per minute per key; None means the rate_limit_per_minute setting.
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="account", lazy="raise")
@@ -169,3 +174,49 @@ class JobItem(Base):
     finished_at: Mapped[datetime | None]
     # Milliseconds spent waiting on the model, to tell our own time from the model's.
     model_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class LedgerKind(enum.StrEnum):
+    GRANT = "grant"
+    RESERVE = "reserve"
+    CAPTURE = "capture"
+    REFUND = "refund"
+
+
+class CreditLedgerEntry(Base):
+    """One movement of credits. ``delta`` is its effect on the balance: grant +, reserve -,
+    refund +, capture 0 (it turns reserved credits into spent ones)."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (
+        Index("ix_credit_ledger_account_id_created_at", "account_id", "created_at"),
+        Index("ix_credit_ledger_job_id", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    delta: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+
+
+class IdempotencyKey(Base):
+    """A submit request's Idempotency-Key: claimed while in flight, then bound to its job."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("account_id", "key", name="uq_idempotency_keys_account_id_key"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the request (route, fields, each image's hash); set once the body is read.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    expires_at: Mapped[datetime]
