@@ -6,8 +6,10 @@ from fastapi import FastAPI
 
 from api import problems
 from api.dependencies import AppState
-from api.routes import health, jobs
+from api.rate_limiting import RateLimitHeadersMiddleware
+from api.routes import account, dumplingai, health, jobs, u1, webhooks
 from core import broker
+from core.rate_limits import create_rate_limiter
 from core.settings import Settings, get_settings
 from core.storage import ImageStore
 from db.engine import make_engine, make_session_factory
@@ -26,8 +28,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         session_factory=make_session_factory(make_engine(settings.resolved_database_url)),
         store=ImageStore(settings.storage_dir),
+        rate_limiter=create_rate_limiter(settings.resolved_rate_limit_url),
     )
+    app.add_middleware(RateLimitHeadersMiddleware)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(account.router)
+    app.include_router(u1.router)
+    app.include_router(dumplingai.router)
+    app.include_router(webhooks.router)
     return app

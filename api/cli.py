@@ -77,12 +77,81 @@ def keys_create(account_name: str) -> None:
     click.echo(new_key.secret)
 
 
+@accounts.command("set-rate-limit")
+@click.argument("name")
+@click.argument("requests_per_minute", type=click.IntRange(min=1))
+def accounts_set_rate_limit(name: str, requests_per_minute: int) -> None:
+    """Give NAME's keys their own limit of REQUESTS_PER_MINUTE each."""
+    from core import accounts as accounts_service
+    from db.engine import unit_of_work
+
+    with unit_of_work(_session_factory(get_settings())) as session:
+        accounts_service.get_account(session, name).rate_limit_per_minute = requests_per_minute
+    click.echo(f"{name}: {requests_per_minute} requests per minute per key")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke the key KEY_ID (the id printed when it was made); it stops working at once."""
+    import uuid
+
+    from core import accounts as accounts_service
+    from db.engine import unit_of_work
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError as error:
+        raise click.BadParameter(f"{key_id!r} is not a key id") from error
+    with unit_of_work(_session_factory(get_settings())) as session:
+        accounts_service.revoke_key(session, parsed)
+    click.echo(f"key {key_id} revoked")
+
+
+@main.group()
+def credits() -> None:
+    """Manage credits."""
+
+
+@credits.command("grant")
+@click.argument("account_name")
+@click.argument("amount", type=int)
+@click.option("--note", default=None, help="Recorded in the ledger.")
+def credits_grant(account_name: str, amount: int, note: str | None) -> None:
+    """Grant AMOUNT credits to ACCOUNT_NAME."""
+    from core import accounts as accounts_service
+    from core import credits as credits_service
+    from db.engine import unit_of_work
+
+    with unit_of_work(_session_factory(get_settings())) as session:
+        account = accounts_service.get_account(session, account_name)
+        balance = credits_service.grant(session, account.id, amount, note=note)
+    click.echo(f"granted {amount} credits to {account_name}; balance {balance}")
+
+
 def worker_command(queues: Sequence[str], pool: str, concurrency: int, hostname: str) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
         "--queues", ",".join(queues), "--pool", pool, "--concurrency", str(concurrency),
         "--hostname", hostname, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
+
+
+def beat_command(settings: Settings) -> list[str]:
+    # Beat keeps its last run times in this file; under the data dir it survives restarts.
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", "INFO",
+        "--schedule", str(settings.data_dir / "celerybeat-schedule"),
+    ]  # fmt: skip
+
+
+@main.command()
+def beat() -> None:
+    """Run the scheduler that starts periodic work (webhook delivery). Run exactly one."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    command = beat_command(settings)
+    os.execv(command[0], command)  # noqa: S606 — we built the argument list ourselves
 
 
 @main.command()
@@ -189,7 +258,7 @@ def extract(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
-    """Run the whole service on this machine: migrations, workers and the API."""
+    """Run the whole service on this machine: migrations, workers, beat and the API."""
     import uvicorn
 
     from api import first_run
@@ -209,12 +278,20 @@ def serve(host: str, port: int) -> None:
     else:
         click.echo(f"Sample receipt: {sample}; the key was printed at first start.")
     cores = os.cpu_count() or 1
+    # Webhook payloads link to results: unless told otherwise, to where this API listens.
+    env = {**os.environ}
+    env.setdefault("IMAGEEXTRACT_PUBLIC_BASE_URL", base_url)
     workers = [
         subprocess.Popen(  # noqa: S603 — our own argument list, no shell
-            worker_command(["default", "model"], "threads", settings.model_concurrency, "io@%h")
+            worker_command(["default", "model"], "threads", settings.model_concurrency, "io@%h"),
+            env=env,
         ),
-        subprocess.Popen(worker_command(["cpu"], "prefork", cores, "cpu@%h")),  # noqa: S603
+        subprocess.Popen(worker_command(["cpu"], "prefork", cores, "cpu@%h"), env=env),  # noqa: S603
+        subprocess.Popen(beat_command(settings), env=env),  # noqa: S603
     ]
+    # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the
+    # finally below stop the workers, where the default action would kill us first.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run("api.asgi:app", host=host, port=port)
     finally:

@@ -10,8 +10,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from api import rate_limiting
 from core import accounts as accounts_service
-from core.errors import NotFound
+from core.errors import NotFound, Unauthorized
+from core.rate_limits import RateLimiter
 from core.settings import Settings
 from core.storage import ImageStore
 from db import jobs as jobs_repository
@@ -24,6 +26,7 @@ class AppState:
     settings: Settings
     session_factory: sessionmaker[Session]
     store: ImageStore
+    rate_limiter: RateLimiter
 
 
 def get_state(request: Request) -> AppState:
@@ -44,21 +47,48 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_account(
-    session: SessionDep, authorization: Annotated[str | None, Header()] = None
+def authenticate(
+    request: Request, state: AppState, session: Session, authorization: str | None
 ) -> Account:
-    return accounts_service.authenticate(session, authorization)
+    """Authenticate and count the request against its key's rate limit.
+
+    Requests without a valid key are counted per client address, so that guessing keys
+    is limited too.
+    """
+    try:
+        account, api_key = accounts_service.authenticate_key(session, authorization)
+    except Unauthorized:
+        client = request.client.host if request.client else "unknown"
+        rate_limiting.enforce(
+            request,
+            state.rate_limiter,
+            f"anonymous:{client}",
+            state.settings.anonymous_rate_limit_per_minute,
+        )
+        raise
+    limit = account.rate_limit_per_minute or state.settings.rate_limit_per_minute
+    rate_limiting.enforce(request, state.rate_limiter, f"key:{api_key.id}", limit)
+    return account
+
+
+def get_account(
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Account:
+    return authenticate(request, state, session, authorization)
 
 
 AccountDep = Annotated[Account, Depends(get_account)]
 
 
 def get_account_short(
-    state: StateDep, authorization: Annotated[str | None, Header()] = None
+    request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> Account:
     """Authenticate in a session of its own, for routes that must not hold one open."""
     with unit_of_work(state.session_factory) as session:
-        return accounts_service.authenticate(session, authorization)
+        return authenticate(request, state, session, authorization)
 
 
 ShortAccountDep = Annotated[Account, Depends(get_account_short)]

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
+import io
 import re
 import uuid
+import warnings
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import ijson
+from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from core.errors import (
@@ -27,7 +32,7 @@ from core.errors import (
     TooManyImages,
     UnsupportedImageFormat,
 )
-from core.image_formats import SNIFF_BYTES, sniff
+from core.image_formats import SNIFF_BYTES, SUPPORTED_FORMATS, ImageFormat, sniff
 from core.jobs import StagedImage
 from core.settings import MB, Settings
 from core.storage import ImageStore
@@ -35,11 +40,34 @@ from core.storage import ImageStore
 # Non-file form fields (prompt, metadata...) are small; this bounds what one may hold.
 MAX_FIELD_BYTES = 1 * MB
 MAX_URL_CHARS = 4096
-_WHITESPACE = re.compile(rb"\s+")
+JSON_READ_BYTES = 4 * MB
+_URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+# What \s matches in bytes; bytes.translate drops it at C speed, a regex took 0.7 s per 20 MB.
+_WHITESPACE = b" \t\n\r\x0b\x0c"
 
 
 def _label(index: int, name: str | None) -> str:
     return f"images[{index}]" + (f" ({name})" if name else "")
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeRules:
+    """What one API style takes, where it is stricter than the job limits in settings.
+
+    The defaults (None, False) are the native API's: the limits from settings and every
+    format ``sniff`` knows.
+    """
+
+    max_image_bytes: int | None = None
+    max_images: int | None = None
+    formats: frozenset[ImageFormat] | None = None
+    # DumplingAI promises that any other format Pillow decodes is converted to PNG; the
+    # worker only reads the formats sniff() knows, so those others are converted here.
+    convert_other_formats: bool = False
+
+    def formats_text(self) -> str:
+        chosen = self.formats or frozenset(SUPPORTED_FORMATS)
+        return ", ".join(fmt.value.upper() for fmt in SUPPORTED_FORMATS if fmt in chosen)
 
 
 class ImageWriter:
@@ -64,8 +92,8 @@ class ImageWriter:
         settings = self.intake.settings
         self.size += len(chunk)
         self.intake.total_bytes += len(chunk)
-        if self.size > settings.max_image_bytes:
-            limit = settings.max_image_bytes // MB
+        if self.size > self.intake.max_image_bytes:
+            limit = self.intake.max_image_bytes // MB
             raise ImageTooLarge(
                 f"{self.label} is larger than the {limit} MB limit per image",
                 input=f"images[{self.index}]",
@@ -86,13 +114,20 @@ class ImageWriter:
         where = f"images[{self.index}]"
         if self.size == 0:
             raise CorruptImage(f"{self.label} is empty (0 bytes)", input=where)
+        rules = self.intake.rules
         fmt = sniff(self.head)
-        if fmt is None:
+        if fmt is None and not rules.convert_other_formats:
             raise UnsupportedImageFormat(
-                f"{self.label} is not an image format we read "
-                "(PNG, JPEG, WebP, HEIC, HEIF, BMP, GIF, TIFF)",
+                f"{self.label} is not an image format we read ({rules.formats_text()})",
                 input=where,
             )
+        if fmt is not None and rules.formats is not None and fmt not in rules.formats:
+            raise UnsupportedImageFormat(
+                f"{self.label} is {fmt.value.upper()}; only {rules.formats_text()} are accepted",
+                input=where,
+            )
+        if fmt is None:
+            self.intake.to_convert.append(self.index)
         return StagedImage(
             index=self.index,
             source_kind=self.source_kind,
@@ -100,7 +135,7 @@ class ImageWriter:
             storage_key=self.key,
             byte_size=self.size,
             sha256=self.digest.hexdigest(),
-            media_type=fmt.media_type,
+            media_type=fmt.media_type if fmt else None,
         )
 
     def abort(self) -> None:
@@ -110,20 +145,31 @@ class ImageWriter:
 class JobIntake:
     """Everything one request brings in, in input order."""
 
-    def __init__(self, store: ImageStore, settings: Settings, job_id: uuid.UUID) -> None:
+    def __init__(
+        self,
+        store: ImageStore,
+        settings: Settings,
+        job_id: uuid.UUID,
+        rules: IntakeRules | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.job_id = job_id
+        self.rules = rules or IntakeRules()
+        self.max_image_bytes = self.rules.max_image_bytes or settings.max_image_bytes
+        self.max_images = self.rules.max_images or settings.max_images_per_job
         self.images: list[StagedImage] = []
+        # Indexes of images in a format sniff() does not know, for convert_other_formats().
+        self.to_convert: list[int] = []
         self.total_bytes = 0
         self._open: ImageWriter | None = None
 
     def _next_index(self) -> int:
         index = len(self.images)
-        if index >= self.settings.max_images_per_job:
+        if index >= self.max_images:
+            plural = "s" if self.max_images != 1 else ""
             raise TooManyImages(
-                f"more than {self.settings.max_images_per_job} images sent; "
-                "that is the limit per job",
+                f"more than {self.max_images} image{plural} sent; that is the limit per job",
                 input="images",
             )
         return index
@@ -141,11 +187,11 @@ class JobIntake:
         name = None
         if text.startswith("data:"):
             _, _, text = text.partition(",")
-        raw = _WHITESPACE.sub(b"", text.encode("ascii", errors="replace"))
-        if len(raw) * 3 // 4 > self.settings.max_image_bytes + 2:
+        raw = text.encode("ascii", errors="replace").translate(None, _WHITESPACE)
+        if len(raw) * 3 // 4 > self.max_image_bytes + 2:
             raise ImageTooLarge(
                 f"images[{index}] is larger than the "
-                f"{self.settings.max_image_bytes // MB} MB limit per image",
+                f"{self.max_image_bytes // MB} MB limit per image",
                 input=f"images[{index}]",
             )
         try:
@@ -170,10 +216,63 @@ class JobIntake:
             StagedImage(index=index, source_kind="url", source_name=name, source_url=url)
         )
 
+    def convert_other_formats(self) -> None:
+        """Store images in formats sniff() does not know as PNG, if Pillow decodes them.
+
+        Blocking (decodes whole images): run it in a worker thread.
+        """
+        for index in self.to_convert:
+            staged = self.images[index]
+            if staged.storage_key is None:  # URLs are never sniffed here
+                continue
+            png = _to_png(
+                self.store.read(staged.storage_key),
+                index,
+                _label(index, staged.source_name),
+                self.settings.max_image_pixels,
+            )
+            with self.store.open_for_write(staged.storage_key) as out:
+                out.write(png)
+            self.images[index] = dataclasses.replace(
+                staged,
+                byte_size=len(png),
+                sha256=hashlib.sha256(png).hexdigest(),
+                media_type=ImageFormat.PNG.media_type,
+            )
+        self.to_convert.clear()
+
     def discard(self) -> None:
         if self._open is not None:
             self._open.abort()
         self.store.delete_job(self.job_id)
+
+
+def _to_png(data: bytes, index: int, label: str, max_pixels: int) -> bytes:
+    where = f"images[{index}]"
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel check runs before decoding; Pillow's guard would only warn.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                if width * height > max_pixels:
+                    raise Image.DecompressionBombError
+                opened.load()
+                image: Image.Image = opened
+                if image.mode not in ("RGB", "RGBA", "L", "LA"):
+                    image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+                out = io.BytesIO()
+                image.save(out, "PNG", compress_level=1)
+                return out.getvalue()
+    except Image.DecompressionBombError as error:
+        raise ImageTooLarge(
+            f"{label} has more pixels than the limit of {max_pixels}", input=where
+        ) from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise UnsupportedImageFormat(
+            f"{label} is not an image format we read or can convert to PNG: {error}",
+            input=where,
+        ) from error
 
 
 async def read_multipart(
@@ -264,21 +363,26 @@ class _ChunkReader:
         if size == 0:
             # ijson reads zero bytes first to learn whether the source gives bytes or text.
             return b""
-        # An empty read means end of input to ijson; Starlette's stream may yield empty chunks.
-        chunk = b""
-        while not chunk:
+        # yajl copies a string value that spans reads again on every read, so a 27 MB base64
+        # image read in the server's 64 KB pieces took seconds; a few MB per read keep it fast.
+        # (An empty read means end of input to ijson, so empty chunks are skipped.)
+        parts: list[bytes] = []
+        got = 0
+        while got < JSON_READ_BYTES:
             try:
                 chunk = await self._stream.__anext__()
             except StopAsyncIteration:
-                return b""
-        self._seen += len(chunk)
-        if self._seen > self._limit:
-            raise JobTooLarge(
-                f"the request body is over {self._limit // MB} MB; images add up to more than "
-                "the limit per job",
-                input="images",
-            )
-        return chunk
+                break
+            parts.append(chunk)
+            got += len(chunk)
+            self._seen += len(chunk)
+            if self._seen > self._limit:
+                raise JobTooLarge(
+                    f"the request body is over {self._limit // MB} MB; images add up to more "
+                    "than the limit per job",
+                    input="images",
+                )
+        return b"".join(parts)
 
 
 async def read_json(
@@ -315,7 +419,9 @@ async def read_json(
                         f"{images_key} must be an array of strings (URLs or base64)",
                         input=images_key,
                     )
-                if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+                # Only the head: base64 is all scheme characters, so an unbounded match
+                # would scan (and backtrack over) the whole image.
+                if _URL_SCHEME.match(value, 0, 40):
                     kinds.append("url")
                     intake.add_url(value)
                 else:

@@ -37,7 +37,9 @@ def problem_response(
 async def _on_error(_request: Request, error: Exception) -> JSONResponse:
     if not isinstance(error, ImageExtractError):
         raise error
-    response = problem_response(error.kind, error.message, input_name=error.input)
+    response = problem_response(
+        error.kind, error.message, input_name=error.input, extra=error.details
+    )
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
     if error.kind == ErrorKind.UNAUTHORIZED:

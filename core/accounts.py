@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from core import credits as credits_service
 from core.errors import Conflict, NotFound, Unauthorized
 from db import accounts as accounts_repository
 from db.models import Account, ApiKey
@@ -26,7 +29,12 @@ def hash_key(key: str) -> str:
 def create_account(session: Session, name: str, credits: int = 0) -> Account:
     if accounts_repository.get_account_by_name(session, name) is not None:
         raise Conflict(f"an account named {name!r} already exists", input="name")
-    return accounts_repository.add_account(session, name, credits)
+    account = accounts_repository.add_account(session, name, 0)
+    if credits:
+        account.credit_balance = credits_service.grant(
+            session, account.id, credits, note="initial credits"
+        )
+    return account
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +43,20 @@ class NewKey:
     secret: str
 
 
-def create_key(session: Session, account_name: str) -> NewKey:
-    account = accounts_repository.get_account_by_name(session, account_name)
+def get_account(session: Session, name: str) -> Account:
+    account = accounts_repository.get_account_by_name(session, name)
     if account is None:
-        raise NotFound(f"no account named {account_name!r}", input="name")
+        raise NotFound(f"no account named {name!r}", input="name")
+    return account
+
+
+def revoke_key(session: Session, key_id: uuid.UUID) -> None:
+    if not accounts_repository.revoke_api_key(session, key_id, datetime.now(UTC)):
+        raise NotFound(f"no active key with id {key_id}", input="key_id")
+
+
+def create_key(session: Session, account_name: str) -> NewKey:
+    account = get_account(session, account_name)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = accounts_repository.add_api_key(
         session, account.id, prefix=secret[:12], key_hash=hash_key(secret)
@@ -48,6 +66,11 @@ def create_key(session: Session, account_name: str) -> NewKey:
 
 def authenticate(session: Session, authorization: str | None) -> Account:
     """The account behind an ``Authorization: Bearer <key>`` header, or Unauthorized."""
+    return authenticate_key(session, authorization)[0]
+
+
+def authenticate_key(session: Session, authorization: str | None) -> tuple[Account, ApiKey]:
+    """The account and the key behind an ``Authorization: Bearer <key>`` header."""
     if not authorization:
         raise Unauthorized("Invalid or missing Authorization header", input="Authorization")
     scheme, _, key = authorization.partition(" ")
@@ -56,4 +79,4 @@ def authenticate(session: Session, authorization: str | None) -> Account:
     found = accounts_repository.get_account_by_key_hash(session, hash_key(key.strip()))
     if found is None:
         raise Unauthorized("Invalid or missing Authorization header", input="Authorization")
-    return found[0]
+    return found

@@ -21,6 +21,7 @@ class TaskName(enum.StrEnum):
     DISPATCH_JOB = "jobs.dispatch_job"
     FINALIZE_JOB = "jobs.finalize_job"
     PROCESS_ITEM = "extraction.process_item"
+    DELIVER_WEBHOOKS = "webhooks.deliver_due"
 
 
 class Queue(enum.StrEnum):
@@ -39,16 +40,19 @@ def configure(app: Celery, settings: Settings) -> None:
     }
     if settings.is_embedded_broker:
         folder = settings.data_dir / "broker"
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             Path(folder / sub).mkdir(parents=True, exist_ok=True)
         broker_options.update(
             data_folder_in=str(folder / "queue"),
             data_folder_out=str(folder / "queue"),
             processed_folder=str(folder / "processed"),
+            # Broadcast state (pidbox); kombu's default is ./control in the working directory.
+            control_folder=str(folder / "control"),
             store_processed=False,
             # The filesystem transport polls; once a second would add a second per hop.
             polling_interval=0.05,
         )
+    interval = settings.webhook_dispatch_interval.total_seconds()
     app.conf.update(
         broker_url=settings.resolved_broker_url,
         broker_transport_options=broker_options,
@@ -65,6 +69,16 @@ def configure(app: Celery, settings: Settings) -> None:
         task_routes={
             TaskName.DISPATCH_JOB: {"queue": Queue.DEFAULT},
             TaskName.FINALIZE_JOB: {"queue": Queue.DEFAULT},
+            TaskName.DELIVER_WEBHOOKS: {"queue": Queue.DEFAULT},
+        },
+        beat_schedule={
+            "deliver-webhooks": {
+                "task": str(TaskName.DELIVER_WEBHOOKS),
+                "schedule": interval,
+                # Ticks that waited in the queue (workers down or busy) are dropped rather
+                # than run back to back; one run delivers everything that is due.
+                "options": {"expires": max(2 * interval, 5.0)},
+            },
         },
     )
 
@@ -100,3 +114,22 @@ def _send_pending(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
+
+
+def ping() -> None:
+    """Raise if the broker cannot be reached."""
+    with celery_app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting per queue (Redis lists, or files of the filesystem broker)."""
+    depths: dict[str, int] = {}
+    with celery_app.connection_for_read() as connection:
+        for queue in Queue:
+            try:
+                with connection.channel() as channel:
+                    depths[queue] = int(channel.queue_declare(queue, passive=True).message_count)
+            except Exception:  # a queue nobody declared yet
+                depths[queue] = 0
+    return depths

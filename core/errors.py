@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,9 @@ class ErrorKind(enum.Enum):
     INSUFFICIENT_CREDITS = KindSpec("insufficient_credits", 402, None, False, "Not enough credits")
     NOT_FOUND = KindSpec("not_found", 404, None, False, "Not found")
     CONFLICT = KindSpec("conflict", 409, None, False, "Conflict")
+    IDEMPOTENCY_KEY_REUSED = KindSpec(
+        "idempotency_key_reused", 422, None, False, "Idempotency key reused with another request"
+    )
     RATE_LIMITED = KindSpec("rate_limited", 429, None, True, "Rate limited")
 
     @property
@@ -64,10 +68,14 @@ class ImageExtractError(Exception):
 
     kind: ErrorKind = ErrorKind.INTERNAL_ERROR
 
-    def __init__(self, message: str, *, input: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, input: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.input = input
+        # Extra members for the problem body, e.g. the balance and price of a 402.
+        self.details = details or {}
 
 
 class MissingField(ImageExtractError):
@@ -132,6 +140,10 @@ class NotFound(ImageExtractError):
 
 class Conflict(ImageExtractError):
     kind = ErrorKind.CONFLICT
+
+
+class IdempotencyKeyReused(ImageExtractError):
+    kind = ErrorKind.IDEMPOTENCY_KEY_REUSED
 
 
 class RateLimited(ImageExtractError):

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core import broker
+from core import credits as credits_service
+from core import webhooks as webhooks_service
 from core.broker import Queue, TaskName
 from core.errors import Conflict, MissingField, TooManyImages
 from core.settings import Settings
@@ -110,6 +112,7 @@ def submit_job(
         for image in images
     ]
     jobs_repository.add_job(session, job, rows)
+    credits_service.reserve(session, account.id, job.id, job.credits_reserved)
     broker.enqueue_after_commit(session, TaskName.DISPATCH_JOB, str(job.id))
     return job
 
@@ -122,8 +125,10 @@ def cancel_job(session: Session, job: Job) -> list[str]:
     if JobStatus(job.status).is_terminal:
         raise Conflict(f"job {job.id} has already ended as {job.status}", input="job_id")
     now = utcnow()
-    jobs_repository.set_job_cancelled(session, job.id, now)
+    # Items before the job, the order every other transaction locks them in: a worker
+    # claiming an item holds it while it marks the job running.
     cancelled = jobs_repository.cancel_queued_items(session, job.id, now)
+    jobs_repository.set_job_cancelled(session, job.id, now)
     progress = jobs_repository.add_to_job_counters(session, job.id, cancelled=len(cancelled))
     if progress.complete:
         broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job.id))
@@ -208,7 +213,7 @@ def finalize_job(session: Session, settings: Settings, job_id: uuid.UUID) -> Job
     if job is None or job.finished_at is not None or job.items_finished < job.item_count:
         return None
     refunded = settings.credits_per_image * (job.items_failed + job.items_cancelled)
-    jobs_repository.set_job_finished(
+    settled = jobs_repository.set_job_finished(
         session,
         job.id,
         status=final_status(job),
@@ -218,5 +223,11 @@ def finalize_job(session: Session, settings: Settings, job_id: uuid.UUID) -> Job
             "credits_captured": job.credits_reserved - refunded,
         },
     )
+    if settled:
+        credits_service.settle(
+            session, job.account_id, job.id, reserved=job.credits_reserved, refund=refunded
+        )
     session.refresh(job)
+    if settled:
+        webhooks_service.enqueue_job_event(session, settings, job)
     return job

@@ -49,10 +49,44 @@ class Settings(BaseSettings):
     max_image_bytes: int = 20 * MB
     max_job_bytes: int = 100 * MB
     max_images_per_job: int = 3000
+    # The u1 API documents a smaller per-image limit than ours.
+    u1_max_image_bytes: int = 10 * MB
+    # How long the u1 and DumplingAI endpoints wait for their job to end before answering
+    # with a timeout (the job keeps running and stays under /v1/jobs).
+    sync_wait: timedelta = timedelta(minutes=10)
     max_prompt_chars: int = 100_000
     url_fetch_timeout: timedelta = timedelta(seconds=30)
     # Hosts or networks that image and webhook URLs may reach although private (tests, intranets).
     url_allow_list: list[str] = Field(default_factory=list)
+
+    # Where clients reach the API; webhook payloads link to results with it.
+    public_base_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
+    # Delay before each webhook attempt, counted from the previous one (the first from the
+    # event); once the last attempt fails the delivery has failed.
+    webhook_retry_schedule: list[timedelta] = Field(
+        default_factory=lambda: [
+            timedelta(0),
+            timedelta(seconds=5),
+            timedelta(minutes=5),
+            timedelta(minutes=30),
+            timedelta(hours=2),
+            timedelta(hours=5),
+            timedelta(hours=10),
+            timedelta(hours=10),
+        ],
+        min_length=1,
+    )
+    # How often beat runs the webhook dispatcher.
+    webhook_dispatch_interval: timedelta = timedelta(seconds=5)
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    # How long the previous signing secret stays valid after a rotation.
+    webhook_secret_overlap: timedelta = timedelta(hours=24)
+    # A delivery being sent is hidden from other dispatchers this long; if its sender died,
+    # it is due again after that.
+    webhook_lease: timedelta = timedelta(minutes=5)
+    webhook_batch_size: int = 50
+    # Deliveries sent at once by one dispatcher run (threads; each waits on the network).
+    webhook_concurrency: int = 8
 
     max_item_attempts: int = 3
     item_lease: timedelta = timedelta(minutes=10)
@@ -60,6 +94,16 @@ class Settings(BaseSettings):
 
     credits_per_job: int = 10
     credits_per_image: int = 1
+
+    # Requests per minute per API key (an account may have its own); and per client address
+    # for requests without a valid key.
+    rate_limit_per_minute: int = 600
+    anonymous_rate_limit_per_minute: int = 120
+    # Where rate-limit counters live; default: the broker when it is Redis, else memory.
+    rate_limit_url: str | None = None
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    # A claimed key whose request never finished (the API died) is free again after this.
+    idempotency_claim_timeout: timedelta = timedelta(minutes=15)
 
     @property
     def storage_dir(self) -> Path:
@@ -72,6 +116,13 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    @property
+    def resolved_rate_limit_url(self) -> str | None:
+        if self.rate_limit_url:
+            return self.rate_limit_url
+        broker = self.resolved_broker_url
+        return broker if broker.startswith(("redis://", "rediss://")) else None
 
     @property
     def is_embedded_broker(self) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from db.models import ItemStatus, Job, JobItem, JobStatus
@@ -34,6 +34,29 @@ def get_account_job(session: Session, job_id: uuid.UUID, account_id: uuid.UUID) 
     return session.scalars(
         select(Job).where(Job.id == job_id, Job.account_id == account_id)
     ).one_or_none()
+
+
+def list_account_jobs(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    status: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Job]:
+    """Newest first; ``before`` is the (created_at, id) of the last job of the previous page."""
+    query = select(Job).where(Job.account_id == account_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if created_after is not None:
+        query = query.where(Job.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(Job.created_at < created_before)
+    if before is not None:
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*before))
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
 
 
 def count_items_by_status(session: Session, job_id: uuid.UUID) -> dict[str, int]:
@@ -284,3 +307,68 @@ def iter_finished_items(
         yield from rows
         after = rows[-1].index
         session.expunge_all()
+
+
+def items_with_expired_lease(
+    session: Session, now: datetime, limit: int
+) -> list[tuple[uuid.UUID, str]]:
+    """Running items whose worker stopped renewing them, with their job's provider."""
+    rows = session.execute(
+        select(JobItem.id, Job.provider)
+        .join(Job, Job.id == JobItem.job_id)
+        .where(JobItem.status == ItemStatus.RUNNING, JobItem.lease_expires_at < now)
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def undispatched_jobs(session: Session, created_before: datetime) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(Job.id).where(
+                Job.dispatched_at.is_(None),
+                Job.status.in_(ACTIVE_JOB_STATUSES),
+                Job.created_at < created_before,
+            )
+        )
+    )
+
+
+def jobs_with_queued_items(
+    session: Session, dispatched_before: datetime
+) -> list[tuple[uuid.UUID, str]]:
+    """Active jobs dispatched a while ago that still have queued items, with their provider."""
+    rows = session.execute(
+        select(Job.id, Job.provider).where(
+            Job.status.in_(ACTIVE_JOB_STATUSES),
+            Job.dispatched_at < dispatched_before,
+            select(JobItem.id)
+            .where(JobItem.job_id == Job.id, JobItem.status == ItemStatus.QUEUED)
+            .exists(),
+        )
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def unfinalized_complete_jobs(session: Session) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(Job.id).where(
+                Job.finished_at.is_(None),
+                Job.items_succeeded + Job.items_failed + Job.items_cancelled >= Job.item_count,
+            )
+        )
+    )
+
+
+def live_storage_keys(session: Session, job_ids: Sequence[uuid.UUID]) -> set[str]:
+    """Keys of items that may still need their file: queued or running."""
+    return set(
+        session.scalars(
+            select(JobItem.storage_key).where(
+                JobItem.job_id.in_(job_ids),
+                JobItem.status.in_((ItemStatus.QUEUED, ItemStatus.RUNNING)),
+                JobItem.storage_key.is_not(None),
+            )
+        )
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,10 +19,12 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
     func,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -34,10 +36,32 @@ NAMING_CONVENTION = {
 }
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps with time zone that come back aware on every database.
+
+    SQLite keeps no zone, so values are stored in UTC and read back as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a timestamp with time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {  # noqa: RUF012 — SQLAlchemy reads this class attribute
-        datetime: DateTime(timezone=True),
+        datetime: UTCDateTime(),
         dict[str, Any]: JSON,
     }
 
@@ -220,3 +244,112 @@ class IdempotencyKey(Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
     expires_at: Mapped[datetime]
+
+
+class WebhookEventType(enum.StrEnum):
+    JOB_SUCCEEDED = "job.succeeded"
+    JOB_PARTIALLY_SUCCEEDED = "job.partially_succeeded"
+    JOB_FAILED = "job.failed"
+    JOB_CANCELLED = "job.cancelled"
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    # Every scheduled attempt failed.
+    FAILED = "failed"
+    # The receiver answered 410 Gone, or its endpoint was disabled or deleted.
+    DISABLED = "disabled"
+
+
+class WebhookSecret(Base):
+    """An account's webhook signing secret. The current one has no ``expires_at``; after a
+    rotation the previous one keeps signing until its ``expires_at``.
+
+    Kept in clear: HMAC signing needs the secret itself, not a hash of it."""
+
+    __tablename__ = "webhook_secrets"
+    __table_args__ = (
+        # Two concurrent first uses or rotations cannot both create a generation.
+        UniqueConstraint(
+            "account_id", "generation", name="uq_webhook_secrets_account_id_generation"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    generation: Mapped[int] = mapped_column(Integer)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    expires_at: Mapped[datetime | None]
+
+
+class WebhookEndpoint(Base):
+    """A URL of the account's that receives the events its filter names, for every job."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    # Event types (WebhookEventType values) this endpoint receives.
+    events: Mapped[list[str]] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+
+
+class WebhookDelivery(Base):
+    """One event for one receiver: the outbox row. Its id is the ``webhook-id`` header,
+    the same on every attempt and replay, so receivers can drop duplicates."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_job_id", "job_id"),
+        Index("ix_webhook_deliveries_endpoint_id_status", "endpoint_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    # None for the job's own webhook_url.
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="SET NULL")
+    )
+    url: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=WebhookDeliveryStatus.PENDING)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The schedule's length at first; a replay allows one attempt more.
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    # While a dispatcher sends, this is pushed past its lease so no other one takes the row.
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    delivered_at: Mapped[datetime | None]
+
+    attempts: Mapped[list[WebhookAttempt]] = relationship(
+        lazy="raise", order_by="WebhookAttempt.number"
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP request of a delivery and how it ended."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery_id", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    # Why no answer came (refused by the URL guard, connection refused, timeout).
+    error: Mapped[str | None] = mapped_column(Text)

@@ -5,6 +5,7 @@ and the API on a real HTTP port. Started once per run; every test gets clean tab
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -64,6 +65,9 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "IMAGEEXTRACT_MODEL_RETRY_BASE": "PT0.05S",
                 "IMAGEEXTRACT_MODEL_RETRY_MAX": "PT1S",
                 "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
+                # Webhook retries seconds apart instead of hours, run by a fast beat.
+                "IMAGEEXTRACT_WEBHOOK_DISPATCH_INTERVAL": "PT0.5S",
+                "IMAGEEXTRACT_WEBHOOK_RETRY_SCHEDULE": '["PT0S", "PT0.5S", "PT1S", "PT2S", "PT2S"]',
             }
             os.environ.update(env)
             from db import migrate
@@ -151,6 +155,15 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     with factory() as session:
         session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
         session.commit()
+    # Jobs a test left running lose their rows above; their files must not leak into the
+    # next test's "nothing left in storage" checks.
+    shutil.rmtree(services.data_dir / "images", ignore_errors=True)
+    # Model calls still in flight for those jobs would count in the next test's stats.
+    deadline, quiet_since = time.monotonic() + 30, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.3:
+        if httpx.get(f"{services.model_url}/_stats", timeout=5).json()["in_flight"]:
+            quiet_since = time.monotonic()
+        time.sleep(0.05)
     httpx.post(f"{services.model_url}/_reset", timeout=5)
 
 
@@ -214,3 +227,29 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dic
                 f"job {job_id} still {job['status']} after {timeout} s: {job['counts']}"
             )
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def beat_process(services: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One real Celery beat process: it queues the webhook dispatcher every half second."""
+    folder = tmp_path_factory.mktemp("beat")
+    log = folder / "beat.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", "INFO",
+        "--schedule", str(folder / "celerybeat-schedule"),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **services.env}, stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while "beat: Starting" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"beat did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    yield log
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -46,11 +46,12 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres() -> Iterator[str]:
+def postgres(extra_config: str = "") -> Iterator[str]:
     """A throwaway cluster; yields a SQLAlchemy URL for an empty database.
 
     The cluster lives in a folder of its own under /tmp: when we are root, the postgres
     user must be able to reach it, which a pytest tmp_path (mode 0700) does not allow.
+    ``extra_config`` is appended to postgresql.conf (the benchmark loads pg_stat_statements).
     """
     workdir = Path(tempfile.mkdtemp(prefix="imageextract-pg-"))
     workdir.chmod(0o755)
@@ -71,6 +72,8 @@ def postgres() -> Iterator[str]:
         f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{data}'\n"
         "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\n"
     )
+    if extra_config:
+        conf += extra_config.rstrip("\n") + "\n"
     with (data / "postgresql.conf").open("a") as handle:
         handle.write(conf)
     log = workdir / "postgres.log"

@@ -8,10 +8,10 @@ from celery.signals import worker_process_init
 
 from core.broker import celery_app
 from worker import runtime
-from worker.tasks import extraction, jobs
+from worker.tasks import extraction, jobs, webhooks
 
 app = celery_app
-__all__ = ["app", "extraction", "jobs"]
+__all__ = ["app", "extraction", "jobs", "webhooks"]
 
 
 @worker_process_init.connect

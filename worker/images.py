@@ -30,11 +30,6 @@ def prepare_image(data: bytes, *, max_side: int, max_pixels: int, name: str) -> 
     if not data:
         raise CorruptImage(f"{name} is empty (0 bytes)", input=name)
     fmt = sniff(data[:SNIFF_BYTES])
-    if fmt is None:
-        raise UnsupportedImageFormat(
-            f"{name} is not an image format we read (PNG, JPEG, WebP, HEIC, HEIF, BMP, GIF, TIFF)",
-            input=name,
-        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -49,20 +44,26 @@ def prepare_image(data: bytes, *, max_side: int, max_pixels: int, name: str) -> 
     except ImageTooLarge:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        if fmt is None:
+            raise UnsupportedImageFormat(
+                f"{name} is not an image format we read (PNG, JPEG, WebP, HEIC, HEIF, BMP, "
+                "GIF, TIFF, or another format Pillow decodes)",
+                input=name,
+            ) from error
         raise CorruptImage(
             f"{name} claims to be {fmt.value.upper()} but cannot be decoded: {error}", input=name
         ) from error
 
     rotated = image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
     too_big = max(width, height) > max_side
-    passthrough = fmt in (ImageFormat.JPEG, ImageFormat.PNG) and not rotated and not too_big
-    if passthrough:
+    if fmt in (ImageFormat.JPEG, ImageFormat.PNG) and not rotated and not too_big:
         return PreparedImage(data=data, media_type=fmt.media_type, width=width, height=height)
 
     image = ImageOps.exif_transpose(image)
     if too_big:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
+    # Formats we do not sniff but Pillow decodes (PPM, TGA, ICO...) become PNG below.
     if fmt == ImageFormat.JPEG or (
         image.mode in ("RGB", "L") and fmt != ImageFormat.PNG and too_big
     ):

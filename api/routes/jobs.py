@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.dependencies import AppState, JobDep, SessionDep, ShortAccountDep, StateDep
-from api.intake import JobIntake, read_json, read_multipart
+from api.dependencies import AccountDep, AppState, JobDep, SessionDep, ShortAccountDep, StateDep
+from api.intake import IntakeRules, JobIntake, read_json, read_multipart
 from api.schemas.jobs import (
     CreditsOut,
     ItemCounts,
@@ -24,14 +26,17 @@ from api.schemas.jobs import (
     ItemTimings,
     JobAccepted,
     JobOut,
+    JobPage,
+    JobSummary,
     JobWithResults,
     UsageOut,
 )
+from core import idempotency, url_guard
 from core import jobs as jobs_service
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, NotFound
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
-from db.models import Account, ItemStatus, Job, JobItem
+from db.models import Account, ItemStatus, Job, JobItem, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -82,9 +87,8 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
         metadata = None
     elif not isinstance(metadata, dict):
         raise InvalidRequest("metadata must be a JSON object", input="metadata")
+    # accept_job checks webhook_url with the URL guard, for every API style.
     webhook_url = _optional_text(fields, "webhook_url")
-    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-        raise InvalidRequest("webhook_url must be an http(s) URL", input="webhook_url")
     return jobs_service.JobOptions(
         prompt=prompt,
         json_mode=_flag(fields.get("json_mode", False), "json_mode"),
@@ -113,11 +117,34 @@ def _submit(
     account: Account,
     options: jobs_service.JobOptions,
     intake: JobIntake,
+    claimed: idempotency.Claim | None,
+    request_fingerprint: str,
 ) -> Job:
     with unit_of_work(state.session_factory) as session:
-        return jobs_service.submit_job(
+        job = jobs_service.submit_job(
             session, state.settings, account, options, intake.images, job_id=intake.job_id
         )
+        if claimed is not None:
+            idempotency.bind(session, claimed, request_fingerprint, job.id)
+        return job
+
+
+def _claim(state: AppState, account: Account, key: str) -> idempotency.Claim | idempotency.Replay:
+    with unit_of_work(state.session_factory) as session:
+        return idempotency.claim(session, state.settings, account.id, key)
+
+
+def _release(state: AppState, claimed: idempotency.Claim) -> None:
+    with unit_of_work(state.session_factory) as session:
+        idempotency.release(session, claimed)
+
+
+def _load_job(state: AppState, job_id: uuid.UUID) -> Job:
+    with unit_of_work(state.session_factory) as session:
+        job = jobs_repository.get_job(session, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}", input="Idempotency-Key")
+    return job
 
 
 async def accept_job(
@@ -128,29 +155,56 @@ async def accept_job(
     file_fields: set[str],
     input_method_key: str,
     to_options: Any,
+    rules: IntakeRules | None = None,
+    check_fields: Callable[[dict[str, Any], int], None] | None = None,
 ) -> Job:
     """Stream the images in, validate, and create the job; nothing is left on failure.
 
     Shared by every API style; ``to_options`` turns that style's fields into JobOptions.
+    ``rules`` narrows what a style takes (u1: one JPEG/PNG/BMP of at most 10 MB);
+    ``check_fields`` sees the fields and the image count before anything else is checked
+    (the compatible APIs name every missing field at once).
+    With an ``Idempotency-Key`` header, a repeat of the same request returns the job the
+    first one created (and charges nothing more).
     """
-    intake = JobIntake(state.store, state.settings, uuid.uuid4())
+    intake = JobIntake(state.store, state.settings, uuid.uuid4(), rules)
     content_type = request.headers.get("content-type", "")
+    key = request.headers.get("idempotency-key")
+    claimed = await run_in_threadpool(_claim, state, account, key) if key is not None else None
     try:
+        kinds: list[str] | None = None
         if content_type.startswith("multipart/form-data"):
             fields: dict[str, Any] = await read_multipart(
                 request.stream(), content_type, intake, file_fields
             )
         elif content_type.startswith("application/json") or content_type.endswith("+json"):
             fields, kinds = await read_json(request.stream(), intake)
-            check_input_method(kinds, fields.get(input_method_key), input_method_key)
         else:
             raise InvalidRequest(
                 "send the job as multipart/form-data or application/json", input="Content-Type"
             )
+        if check_fields is not None:
+            check_fields(fields, len(intake.images))
+        if kinds is not None:
+            check_input_method(kinds, fields.get(input_method_key), input_method_key)
+        if intake.to_convert:
+            await run_in_threadpool(intake.convert_other_formats)
         options = to_options(fields)
-        return await run_in_threadpool(_submit, state, account, options, intake)
+        if options.webhook_url is not None:
+            # Static checks only (scheme, literal address); names are resolved at delivery.
+            url_guard.require_safe_url(state.settings, options.webhook_url, input="webhook_url")
+        request_fingerprint = idempotency.fingerprint(request.url.path, fields, intake.images)
+        if isinstance(claimed, idempotency.Replay):
+            idempotency.check_replay(claimed, request_fingerprint)
+            intake.discard()
+            return await run_in_threadpool(_load_job, state, claimed.job_id)
+        return await run_in_threadpool(
+            _submit, state, account, options, intake, claimed, request_fingerprint
+        )
     except BaseException:
         intake.discard()
+        if isinstance(claimed, idempotency.Claim):
+            await run_in_threadpool(_release, state, claimed)
         raise
 
 
@@ -266,11 +320,78 @@ async def create_job(
     body = JobAccepted(
         id=job.id,
         url=url,
-        status="queued",
+        status=job.status,
         item_count=job.item_count,
         credits_reserved=job.credits_reserved,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": url})
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, job_id = raw.partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except ValueError as error:
+        raise InvalidRequest("cursor is not one this API gave out", input="cursor") from error
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    request: Request,
+    account: AccountDep,
+    session: SessionDep,
+    status: JobStatus | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobPage:
+    """The account's jobs, newest first, filtered by status and creation time."""
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidRequest(f"{name} needs a time zone, e.g. 2026-11-21T00:00:00Z", input=name)
+    jobs = jobs_repository.list_account_jobs(
+        session,
+        account.id,
+        status=status,
+        created_after=created_after,
+        created_before=created_before,
+        before=_decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return JobPage(
+        jobs=[
+            JobSummary(
+                id=job.id,
+                url=str(request.url_for("get_job", job_id=job.id)),
+                status=job.status,
+                api=job.api,
+                item_count=job.item_count,
+                items_succeeded=job.items_succeeded,
+                items_failed=job.items_failed,
+                items_cancelled=job.items_cancelled,
+                progress=round(job.items_finished / job.item_count, 4) if job.item_count else 1.0,
+                credits=CreditsOut(
+                    reserved=job.credits_reserved,
+                    captured=job.credits_captured,
+                    refunded=job.credits_refunded,
+                ),
+                metadata=job.user_metadata,
+                created_at=job.created_at,
+                finished_at=job.finished_at,
+            )
+            for job in jobs
+        ],
+        next_cursor=_encode_cursor(jobs[-1]) if more and jobs else None,
+    )
 
 
 def job_out(request: Request, job: Job, counts: dict[str, int]) -> JobOut:

@@ -56,6 +56,27 @@ class JobOut(BaseModel):
     finished_at: datetime | None
 
 
+class JobSummary(BaseModel):
+    id: uuid.UUID
+    url: str
+    status: JobStatusName
+    api: str = Field(description="The API that created the job: native, u1 or dumplingai.")
+    item_count: int
+    items_succeeded: int
+    items_failed: int
+    items_cancelled: int
+    progress: float
+    credits: CreditsOut
+    metadata: dict[str, Any] | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class JobPage(BaseModel):
+    jobs: list[JobSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
 class JobAccepted(BaseModel):
     id: uuid.UUID
     url: str

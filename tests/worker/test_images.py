@@ -103,3 +103,9 @@ def test_decompression_bomb_is_refused() -> None:
 def test_poison_inputs_fail_with_their_code(data: bytes, error: type[Exception]) -> None:
     with pytest.raises(error, match=r"images\[4\]"):
         prepare(data)
+
+
+def test_formats_we_do_not_sniff_but_pillow_reads_become_png() -> None:
+    prepared = prepare(_encode(Image.new("RGB", (30, 20), "green"), "PPM"))
+    assert prepared.media_type == "image/png"
+    assert (prepared.width, prepared.height) == (30, 20)

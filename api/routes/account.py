@@ -1,0 +1,77 @@
+"""The caller's account: balance, limits and the credit ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.dependencies import AccountDep, SessionDep, StateDep
+from api.schemas.account import (
+    AccountOut,
+    LedgerEntryOut,
+    LedgerPage,
+    LimitsOut,
+    PriceOut,
+    RateLimitOut,
+)
+from core.errors import InvalidRequest
+from db import credits as credits_repository
+
+router = APIRouter(prefix="/v1/account", tags=["account"])
+
+
+@router.get("", response_model=AccountOut)
+def get_account(account: AccountDep, state: StateDep) -> AccountOut:
+    settings = state.settings
+    return AccountOut(
+        id=account.id,
+        name=account.name,
+        balance=account.credit_balance,
+        price=PriceOut(per_job=settings.credits_per_job, per_image=settings.credits_per_image),
+        limits=LimitsOut(
+            rate_limit=RateLimitOut(
+                requests_per_minute=account.rate_limit_per_minute or settings.rate_limit_per_minute
+            ),
+            max_images_per_job=settings.max_images_per_job,
+            max_image_bytes=settings.max_image_bytes,
+            max_job_bytes=settings.max_job_bytes,
+        ),
+        created_at=account.created_at,
+    )
+
+
+@router.get("/ledger", response_model=LedgerPage)
+def get_ledger(
+    account: AccountDep,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> LedgerPage:
+    """Credit movements, newest first."""
+    before = None
+    if cursor:
+        if not cursor.isdigit():
+            raise InvalidRequest("cursor is not one this API gave out", input="cursor")
+        before = int(cursor)
+    entries = credits_repository.list_entries(
+        session, account.id, before_id=before, limit=limit + 1
+    )
+    more = len(entries) > limit
+    entries = entries[:limit]
+    return LedgerPage(
+        entries=[
+            LedgerEntryOut(
+                id=entry.id,
+                kind=entry.kind,
+                amount=entry.amount,
+                delta=entry.delta,
+                balance_after=entry.balance_after,
+                job_id=entry.job_id,
+                note=entry.note,
+                created_at=entry.created_at,
+            )
+            for entry in entries
+        ],
+        next_cursor=str(entries[-1].id) if more and entries else None,
+    )

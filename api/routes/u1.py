@@ -1,0 +1,154 @@
+"""The u1 API: `POST /v1/ocr/image/extract`, one image and a prompt, answered in base_resp
+style. A facade over the job engine: the request creates a one-image job and waits for it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.compat_errors import U1Route, missing_message, parse_fields, u1_error_response
+from api.dependencies import ShortAccountDep, StateDep
+from api.intake import IntakeRules
+from api.routes.jobs import accept_job, wait_for_end
+from api.schemas.u1 import (
+    U1BaseResp,
+    U1ExtractFields,
+    U1ExtractForm,
+    U1ExtractResponse,
+    U1JobAccepted,
+    U1Usage,
+)
+from core import jobs as jobs_service
+from core.errors import ErrorKind, InvalidRequest, MissingField, ModelTimeout
+from core.image_formats import ImageFormat
+from db.models import ItemStatus
+
+router = APIRouter(prefix="/v1/ocr/image", tags=["u1"], route_class=U1Route)
+
+U1_FORMATS = frozenset({ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.BMP})
+
+_FORM_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": U1ExtractForm.model_json_schema(by_alias=True)}
+        },
+    }
+}
+_ERROR_DOC = {"model": U1ExtractResponse, "description": "base_resp says what went wrong"}
+
+
+def _check_fields(fields: dict[str, Any], image_count: int) -> None:
+    def given(name: str) -> bool:
+        value = fields.get(name)
+        return isinstance(value, str) and bool(value.strip())
+
+    missing = [
+        name
+        for name, present in (
+            ("model", given("model")),
+            ("image", image_count > 0),
+            ("prompt", given("prompt")),
+        )
+        if not present
+    ]
+    if missing:
+        raise MissingField(missing_message(missing), input=missing[0])
+
+
+class _Form:
+    """The validated fields of this request, kept for after the job is created."""
+
+    fields: U1ExtractFields | None = None
+
+    def to_options(self, fields: dict[str, Any]) -> jobs_service.JobOptions:
+        self.fields = parsed = parse_fields(U1ExtractFields, fields)
+        return jobs_service.JobOptions(
+            prompt=parsed.prompt,
+            scene=parsed.scene,
+            # "u1-ocr-extract" names this API, not a model the provider knows.
+            model=None,
+            webhook_url=parsed.webhook_url,
+            api="u1",
+        )
+
+
+@router.post(
+    "/extract",
+    response_model=U1ExtractResponse,
+    openapi_extra=_FORM_DOC,
+    responses={
+        202: {"model": U1JobAccepted, "description": "With `async` or `webhook_url`"},
+        400: _ERROR_DOC,
+        401: _ERROR_DOC,
+        500: _ERROR_DOC,
+        504: _ERROR_DOC,
+    },
+)
+async def extract(
+    request: Request,
+    state: StateDep,
+    account: ShortAccountDep,
+    async_: Annotated[
+        bool, Query(alias="async", description="Answer 202 with the job id at once.")
+    ] = False,
+) -> JSONResponse:
+    """Extract information from one image (JPG, JPEG, PNG or BMP, at most 10 MB)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequest(
+            "send multipart/form-data with the fields model, image and prompt",
+            input="Content-Type",
+        )
+    form = _Form()
+    job = await accept_job(
+        request,
+        state,
+        account,
+        file_fields={"image"},
+        input_method_key="input_method",
+        to_options=form.to_options,
+        rules=IntakeRules(
+            max_image_bytes=state.settings.u1_max_image_bytes, max_images=1, formats=U1_FORMATS
+        ),
+        check_fields=_check_fields,
+    )
+    url = str(request.url_for("get_job", job_id=job.id))
+    if async_ or (form.fields is not None and (form.fields.async_ or form.fields.webhook_url)):
+        accepted = U1JobAccepted(
+            id=job.id,
+            url=url,
+            status=job.status,
+            item_count=job.item_count,
+            credits_reserved=job.credits_reserved,
+            base_resp=U1BaseResp(status_code=0, status_msg="accepted"),
+        )
+        return JSONResponse(
+            accepted.model_dump(mode="json"), status_code=202, headers={"Location": url}
+        )
+
+    seconds = state.settings.sync_wait.total_seconds()
+    ended = await wait_for_end(state, job.id, seconds)
+    if ended is None:
+        raise ModelTimeout(
+            f"no result within {seconds:g} s; the job keeps running as {url}", input="image"
+        )
+    _job, _counts, items = ended
+    item = items[0]
+    if item.status != ItemStatus.SUCCEEDED:
+        kind = ErrorKind.from_code(item.error_code or ErrorKind.INTERNAL_ERROR.code)
+        response = u1_error_response(kind, item.error_message or kind.value.title)
+        response.headers["Location"] = url
+        return response
+    body = U1ExtractResponse(
+        content=item.content or "",
+        usage=U1Usage(
+            prompt_tokens=item.prompt_tokens,
+            completion_tokens=item.completion_tokens,
+            total_tokens=item.prompt_tokens + item.completion_tokens,
+        ),
+        base_resp=U1BaseResp(status_code=0, status_msg="success"),
+    )
+    return JSONResponse(body.model_dump(), headers={"Location": url})

@@ -1,0 +1,50 @@
+"""Bodies of the account endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class RateLimitOut(BaseModel):
+    requests_per_minute: int
+
+
+class PriceOut(BaseModel):
+    per_job: int
+    per_image: int
+
+
+class LimitsOut(BaseModel):
+    rate_limit: RateLimitOut
+    max_images_per_job: int
+    max_image_bytes: int
+    max_job_bytes: int
+
+
+class AccountOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    balance: int = Field(description="Credits available now (reservations already taken out).")
+    price: PriceOut
+    limits: LimitsOut
+    created_at: datetime
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    kind: Literal["grant", "reserve", "capture", "refund"]
+    amount: int
+    delta: int = Field(description="Effect on the balance: grant +, reserve -, refund +, capture 0")
+    balance_after: int
+    job_id: uuid.UUID | None
+    note: str | None
+    created_at: datetime
+
+
+class LedgerPage(BaseModel):
+    entries: list[LedgerEntryOut]
+    next_cursor: str | None

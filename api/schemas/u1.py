@@ -1,0 +1,72 @@
+"""Request and response bodies of the u1 API (`POST /v1/ocr/image/extract`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.schemas.jobs import JobAccepted
+
+U1_MODEL = "u1-ocr-extract"
+
+
+class U1ExtractFields(BaseModel):
+    """The text fields of the multipart form (the image is a file part of its own)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    model: Literal["u1-ocr-extract"] = Field(
+        description="Model ID; the only value is u1-ocr-extract."
+    )
+    scene: Literal["general", "medical"] = "general"
+    prompt: str = Field(description="What to extract, often with a JSON template.")
+    webhook_url: str | None = Field(
+        default=None,
+        description="Not in the u1 reference: answer 202 with the job id at once and "
+        "announce the job's end to this URL.",
+    )
+    async_: bool = Field(
+        default=False,
+        alias="async",
+        description="Not in the u1 reference: answer 202 with the job id at once.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class U1ExtractForm(U1ExtractFields):
+    """The whole multipart form, for the OpenAPI document."""
+
+    image: bytes = Field(description="JPG, JPEG, PNG or BMP (judged by its bytes), at most 10 MB.")
+
+
+class U1Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class U1BaseResp(BaseModel):
+    status_code: int = Field(
+        description="0 success; 100001 missing or invalid field; 261001 format; "
+        "261002 over 10 MB; 261003 corrupt image; 261101 model timeout; 261999 internal."
+    )
+    status_msg: str = Field(description='"success" when status_code is 0, else the reason.')
+
+
+class U1ExtractResponse(BaseModel):
+    content: str = Field(description="Text content returned by the model; empty on errors.")
+    usage: U1Usage
+    base_resp: U1BaseResp
+
+
+class U1JobAccepted(JobAccepted):
+    """The answer with `async` or `webhook_url`: the job to follow under /v1/jobs."""
+
+    base_resp: U1BaseResp

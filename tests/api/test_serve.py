@@ -1,0 +1,105 @@
+"""`imageextract serve`: the whole product on one machine, no servers, no key, no Docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import stack
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _embedded_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEEXTRACT_")}
+    env["IMAGEEXTRACT_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        env=_embedded_env(data_dir), stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    stack.wait_for_port(port, timeout=60)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    process.wait(60)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if re.search(rf"^PPid:\s+{pid}$", text, re.MULTILINE):
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_serve_prints_a_key_and_a_curl_that_works_as_printed(tmp_path: Path) -> None:
+    port = stack.free_port()
+    log = tmp_path / "serve.log"
+    process = _start(tmp_path / "data", port, log)
+    try:
+        deadline = time.monotonic() + 30
+        while "Try it:" not in log.read_text() or "-F json_mode=true" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        printed = log.read_text()
+        curl = (
+            printed.split("Try it:\n", 1)[1].split("-F json_mode=true", 1)[0] + "-F json_mode=true"
+        )
+        answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, check=True)
+        job = json.loads(answer.stdout)
+        assert job["status"] == "succeeded", job
+        fields = job["results"][0]["parsed"]
+        assert set(fields) == {"company", "date", "address", "total"}
+        # The sample receipt is ours (made at first start), so its values can be checked.
+        assert fields["total"] == "11.50"
+        assert fields["date"] == "21/11/2026"
+        assert "SUNRISE STATIONERY" in fields["company"]
+
+        receipts = SHARED_DATA / "sroie-dev" / "images"
+        if receipts.is_dir():
+            receipt = sorted(receipts.iterdir())[0]
+            sample = str(tmp_path / "data" / "sample-receipt.png")
+            real = subprocess.run(
+                ["bash", "-c", curl.replace(sample, str(receipt))],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            parsed = json.loads(real.stdout)["results"][0]["parsed"]
+            assert set(parsed) == {"company", "date", "address", "total"}
+        workers = _children_of(process.pid)
+        assert len(workers) >= 2
+    finally:
+        _stop(process)
+    assert process.returncode is not None
+    for pid in workers:
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
+
+    # A second start keeps the account: no new key is printed.
+    log2 = tmp_path / "serve2.log"
+    process = _start(tmp_path / "data", port, log2)
+    try:
+        time.sleep(1)
+        assert "iek_" not in log2.read_text()
+        assert "the key was printed at first start" in log2.read_text()
+    finally:
+        _stop(process)

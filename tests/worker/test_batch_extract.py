@@ -1,0 +1,82 @@
+"""`imageextract extract`: the nightly batch from disk, in-process with the local engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from api.first_run import write_sample_receipt
+
+
+def _invoice(path: Path, number: str, total: str) -> Path:
+    image = Image.new("L", (760, 420), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=30)
+    for row, text in enumerate(
+        ["NORTHWIND TRADING LTD", f"Invoice No: {number}", "Date: 03/02/2025", f"TOTAL  {total}"]
+    ):
+        draw.text((40, 40 + row * 80), text, fill=0, font=font)
+    image.save(path)
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEEXTRACT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "extract", *args],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+
+
+def test_extract_a_folder_to_json_lines_with_errors_per_image(tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _invoice(folder / "a.png", "INV-1001", "45.60")
+    _invoice(folder / "b.png", "INV-1002", "12.00")
+    (folder / "c.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "out.jsonl"
+    done = _run(str(folder), "--prompt", '{"invoice_no": "Invoice Number", "total": "Total"}',
+                "--json", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 of 3 images extracted" in done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["a", "b", "c"]
+    assert rows[0]["output"] == {"invoice_no": "INV-1001", "total": "45.60"}
+    assert rows[1]["output"]["invoice_no"] == "INV-1002"
+    assert rows[0]["usage"]["total_tokens"] > 0
+    assert rows[2]["output"] is None
+    assert rows[2]["error"]["code"] == "corrupt_image"
+    assert set(rows[0]) >= {"id", "image", "output", "usage", "error"}
+
+
+def test_extract_from_a_manifest_with_per_line_prompts_and_a_schema_file(tmp_path: Path) -> None:
+    write_sample_receipt(tmp_path / "receipt.png")
+    invoice = _invoice(tmp_path / "inv.png", "INV-7", "99.00")
+    manifest = tmp_path / "batch.jsonl"
+    manifest.write_text(
+        json.dumps({"id": "r1", "image": "receipt.png"}) + "\n"
+        + json.dumps({"image": str(invoice), "prompt": '{"total": "Total"}'}) + "\n"
+    )  # fmt: skip
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"company": "Company", "total": "Total amount"}))
+    out = tmp_path / "out.jsonl"
+    done = _run("--manifest", str(manifest), "--schema", str(schema), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["id"] == "r1"
+    assert rows[0]["output"]["total"] == "11.50"
+    assert "SUNRISE STATIONERY" in rows[0]["output"]["company"]
+    assert rows[1]["id"] == "inv"
+    assert rows[1]["output"] == {"total": "99.00"}
+
+
+def test_extract_without_a_prompt_is_a_usage_error(tmp_path: Path) -> None:
+    image = _invoice(tmp_path / "a.png", "1", "1.00")
+    done = _run(str(image))
+    assert done.returncode == 2
+    assert "give --prompt or --schema" in done.stderr

@@ -1,0 +1,122 @@
+"""Text recognition with the RapidOCR models that ship inside the ``rapidocr`` wheel.
+
+One ``TextRecognizer`` per process: loading the ONNX sessions takes a second or two and a
+few hundred MB, so the provider keeps one and reuses it. Calls are serialised by a lock;
+the machine's cores are already busy inside one call (onnxruntime's intra-op threads), so
+running two recognitions side by side would only make both slower.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+# Detection works on the image scaled so its longer side is at most this many pixels.
+# Receipts and forms keep text 15-30 px tall at this size, which the detector handles well;
+# larger sizes cost time in proportion to the area without finding more text.
+DETECTION_SIDE = 1280
+
+# Narrowest input the recogniser pads a text crop to (ratio 160/48). The wheel's default
+# (320) pads short fragments such as "RM" or "8.50" to four times their width.
+RECOGNITION_MIN_WIDTH = 160
+
+
+@dataclass(frozen=True, slots=True)
+class OcrLine:
+    """One recognised text fragment: its text, its box in image pixels, and a confidence."""
+
+    text: str
+    quad: tuple[tuple[float, float], ...]
+    confidence: float
+
+    @property
+    def left(self) -> float:
+        return min(p[0] for p in self.quad)
+
+    @property
+    def right(self) -> float:
+        return max(p[0] for p in self.quad)
+
+    @property
+    def top(self) -> float:
+        return min(p[1] for p in self.quad)
+
+    @property
+    def bottom(self) -> float:
+        return max(p[1] for p in self.quad)
+
+    @property
+    def angle(self) -> float:
+        """Slope of the box's top edge in radians (0 for horizontal text)."""
+        (x0, y0), (x1, y1) = self.quad[0], self.quad[1]
+        return math.atan2(y1 - y0, x1 - x0) if x1 != x0 else 0.0
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """RGB with any transparency composited on white (transparent pixels often hide black)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class TextRecognizer:
+    """RapidOCR detection + recognition, created once and shared by every call."""
+
+    def __init__(self, *, threads: int | None = None, detection_side: int = DETECTION_SIDE) -> None:
+        # Imported here so that importing the engine package stays cheap for the API process.
+        from rapidocr import RapidOCR
+
+        threads = threads or _default_threads()
+        params: dict[str, Any] = {
+            "Global.log_level": "warning",
+            # Upright documents are the norm (EXIF rotation happens before us); the angle
+            # classifier also flips some short fragments wrongly.
+            "Global.use_cls": False,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "Det.limit_type": "max",
+            "Det.limit_side_len": detection_side,
+            "Rec.rec_img_shape": [3, 48, RECOGNITION_MIN_WIDTH],
+        }
+        self._ocr = RapidOCR(params=params)
+        self._lock = threading.Lock()
+
+    def recognise(self, image: Image.Image) -> list[OcrLine]:
+        """Return the text fragments of ``image`` (any mode) in detection order."""
+        rgb = _flatten(image)
+        # RapidOCR takes BGR arrays, like OpenCV.
+        pixels = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+        with self._lock:
+            result = self._ocr(pixels)
+        boxes = getattr(result, "boxes", None)
+        texts = getattr(result, "txts", None)
+        scores = getattr(result, "scores", None)
+        if boxes is None or texts is None or scores is None:
+            return []
+        lines: list[OcrLine] = []
+        for box, text, score in zip(boxes, texts, scores, strict=False):
+            cleaned = str(text).strip()
+            if not cleaned:
+                continue
+            quad = tuple((float(x), float(y)) for x, y in np.asarray(box).tolist())
+            lines.append(OcrLine(text=cleaned, quad=quad, confidence=float(score)))
+        return lines
+
+    def warm_up(self) -> None:
+        """Load the ONNX sessions now rather than on the first document."""
+        blank = Image.new("RGB", (64, 32), "white")
+        self.recognise(blank)

@@ -1,0 +1,109 @@
+"""Self-healing upkeep, run by beat every few seconds: what breaks at 3 a.m. mends itself.
+
+- items whose worker vanished (lease ran out) are published again;
+- jobs whose dispatch message was lost are dispatched again, and jobs whose item messages
+  were lost (a broker restarted without persistence) have their queued items published again;
+- jobs whose last item ended but whose finalize message was lost are finalized;
+- temporary files that no item needs any more are deleted.
+Every step only publishes messages that are safe to run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from core import broker
+from core import jobs as jobs_service
+from core.broker import TaskName
+from db import jobs as jobs_repository
+from db.engine import unit_of_work
+from worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+# A job may sit undispatched this long (its dispatch message is in flight) before we act.
+DISPATCH_GRACE = timedelta(minutes=1)
+# Files younger than this may belong to an upload whose job is not committed yet.
+ORPHAN_FILE_AGE = timedelta(hours=1)
+
+
+@dataclass
+class SweepReport:
+    leases_reclaimed: int = 0
+    jobs_redispatched: int = 0
+    jobs_finalized: int = 0
+    files_deleted: int = 0
+
+
+def reclaim_expired_leases(runtime: WorkerRuntime) -> int:
+    with unit_of_work(runtime.session_factory) as session:
+        expired = jobs_repository.items_with_expired_lease(session, jobs_service.utcnow(), 5000)
+    for item_id, provider in expired:
+        broker.send(TaskName.PROCESS_ITEM, str(item_id), queue=jobs_service.model_queue(provider))
+    return len(expired)
+
+
+def redispatch_lost_jobs(runtime: WorkerRuntime) -> int:
+    now = jobs_service.utcnow()
+    with unit_of_work(runtime.session_factory) as session:
+        lost = set(jobs_repository.undispatched_jobs(session, now - DISPATCH_GRACE))
+        waiting = jobs_repository.jobs_with_queued_items(session, now - DISPATCH_GRACE)
+    if waiting:
+        depths = broker.queue_depths()
+        # Queued items with nothing in their queue: their messages are gone. Publishing
+        # again is harmless when they are not, since a done item cannot be claimed twice.
+        lost.update(
+            job_id
+            for job_id, provider in waiting
+            if depths.get(jobs_service.model_queue(provider), 0) == 0
+        )
+    for job_id in lost:
+        broker.send(TaskName.DISPATCH_JOB, str(job_id))
+    return len(lost)
+
+
+def finalize_stuck_jobs(runtime: WorkerRuntime) -> int:
+    with unit_of_work(runtime.session_factory) as session:
+        stuck = jobs_repository.unfinalized_complete_jobs(session)
+    for job_id in stuck:
+        broker.send(TaskName.FINALIZE_JOB, str(job_id))
+    return len(stuck)
+
+
+def delete_orphan_files(runtime: WorkerRuntime, *, older_than: timedelta = ORPHAN_FILE_AGE) -> int:
+    """Delete stored files that no queued or running item refers to."""
+    cutoff = time.time() - older_than.total_seconds()
+    store = runtime.store
+    deleted = 0
+    for folder in [path for path in store.root.iterdir() if path.is_dir()]:
+        old = [f for f in folder.iterdir() if f.is_file() and f.stat().st_mtime < cutoff]
+        if not old:
+            continue
+        try:
+            job_id = uuid.UUID(folder.name)
+        except ValueError:
+            continue
+        with unit_of_work(runtime.session_factory) as session:
+            live = jobs_repository.live_storage_keys(session, [job_id])
+        for path in old:
+            key = f"{folder.name}/{path.name}"
+            if key not in live:
+                store.delete(key)
+                deleted += 1
+    return deleted
+
+
+def sweep(runtime: WorkerRuntime) -> SweepReport:
+    report = SweepReport(
+        leases_reclaimed=reclaim_expired_leases(runtime),
+        jobs_redispatched=redispatch_lost_jobs(runtime),
+        jobs_finalized=finalize_stuck_jobs(runtime),
+        files_deleted=delete_orphan_files(runtime),
+    )
+    if any(vars(report).values()):
+        log.info("maintenance: %s", report)
+    return report

@@ -1,0 +1,54 @@
+"""The ``local`` provider: the embedded OCR engine, no network and no GPU.
+
+The ONNX models load on the first call (a second or two) and stay for the provider's
+life; the provider is created once per worker process, after fork.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from worker.engine.extraction import extract_document
+from worker.engine.ocr import TextRecognizer
+from worker.providers.base import ExtractionRequest, ModelResult, PreparedImage
+
+
+class LocalProvider:
+    """Runs ``worker.engine`` in-process. Safe to call from several threads."""
+
+    name = "local"
+
+    def __init__(self, *, threads: int | None = None) -> None:
+        self._threads = threads
+        self._recognizer: TextRecognizer | None = None
+        self._lock = threading.Lock()
+
+    def _engine(self) -> TextRecognizer:
+        with self._lock:
+            if self._recognizer is None:
+                self._recognizer = TextRecognizer(threads=self._threads)
+            return self._recognizer
+
+    def extract(self, image: PreparedImage, request: ExtractionRequest) -> ModelResult:
+        """Decode the prepared image and fill the prompt's schema from its text.
+
+        Raises ``core.errors.CorruptImage`` when the bytes do not decode.
+        """
+        result = extract_document(
+            image.data,
+            request.prompt,
+            request.scene,
+            request.json_mode,
+            recognizer=self._engine(),
+        )
+        raw = {
+            "model": "local-ocr",
+            "fragments": result.fragments,
+            "seconds": round(result.seconds, 3),
+        }
+        return ModelResult(content=result.content, usage=result.usage, raw=raw)
+
+    def close(self) -> None:
+        """Drop the ONNX sessions; the next call would load them again."""
+        with self._lock:
+            self._recognizer = None
