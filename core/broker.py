@@ -7,6 +7,7 @@ Both the API and the workers import this module; tasks themselves are registered
 from __future__ import annotations
 
 import enum
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ class TaskName(enum.StrEnum):
     FINALIZE_JOB = "jobs.finalize_job"
     PROCESS_ITEM = "extraction.process_item"
     DELIVER_WEBHOOKS = "webhooks.deliver_due"
+    MAINTENANCE_SWEEP = "maintenance.sweep"
 
 
 class Queue(enum.StrEnum):
@@ -70,8 +72,14 @@ def configure(app: Celery, settings: Settings) -> None:
             TaskName.DISPATCH_JOB: {"queue": Queue.DEFAULT},
             TaskName.FINALIZE_JOB: {"queue": Queue.DEFAULT},
             TaskName.DELIVER_WEBHOOKS: {"queue": Queue.DEFAULT},
+            TaskName.MAINTENANCE_SWEEP: {"queue": Queue.DEFAULT},
         },
         beat_schedule={
+            "maintenance": {
+                "task": str(TaskName.MAINTENANCE_SWEEP),
+                "schedule": settings.maintenance_interval.total_seconds(),
+                "options": {"expires": settings.maintenance_interval.total_seconds()},
+            },
             "deliver-webhooks": {
                 "task": str(TaskName.DELIVER_WEBHOOKS),
                 "schedule": interval,
@@ -90,6 +98,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
 
 
 celery_app = create_celery_app()
+log = logging.getLogger(__name__)
 
 _PENDING = "imageextract.pending_tasks"
 
@@ -108,7 +117,12 @@ def send(name: TaskName, *args: str, queue: Queue | None = None) -> None:
 @event.listens_for(Session, "after_commit")
 def _send_pending(session: Session) -> None:
     for name, args, queue in session.info.pop(_PENDING, []):
-        send(name, *args, queue=queue)
+        try:
+            send(name, *args, queue=queue)
+        except Exception:
+            # What was committed stands; the maintenance sweep re-sends what a broker
+            # outage swallowed (undispatched jobs, finished jobs not yet finalized).
+            log.warning("could not send %s%s after commit", name, args, exc_info=True)
 
 
 @event.listens_for(Session, "after_rollback")

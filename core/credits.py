@@ -1,8 +1,9 @@
 """Credits: every change to a balance is a ledger row written in the same transaction.
 
-grant (+), reserve (-) at submission, and at the job's end refund (+) for each failed or
-cancelled image and capture (0: the rest of the reservation is spent). So for every job
-captured + refunded = reserved, and a balance is always the sum of its ledger.
+grant (+); reserve (-) at submission (and again for images sent to retry); refund (+) as
+soon as an image fails or is cancelled; capture (0: the rest of the reservation is spent)
+when the job ends. So for every ended job captured + refunded = reserved, and a balance is
+always the sum of its ledger.
 """
 
 from __future__ import annotations
@@ -44,19 +45,24 @@ def reserve(session: Session, account_id: uuid.UUID, job_id: uuid.UUID, price: i
     return balance
 
 
-def settle(
-    session: Session, account_id: uuid.UUID, job_id: uuid.UUID, *, reserved: int, refund: int
+def refund(
+    session: Session, account_id: uuid.UUID, job_id: uuid.UUID, amount: int, note: str
 ) -> None:
-    """Give back ``refund`` of a job's reservation and capture the rest."""
-    balance = credits_repository.balance_of(session, account_id)
-    if refund:
-        balance = credits_repository.give_credits(session, account_id, refund)
-        credits_repository.add_entry(
-            session, account_id=account_id, job_id=job_id, kind=LedgerKind.REFUND,
-            amount=refund, delta=refund, balance_after=balance,
-            note="failed or cancelled images",
-        )  # fmt: skip
+    """Give back part of a job's reservation (failed or cancelled images)."""
+    if amount <= 0:
+        return
+    balance = credits_repository.give_credits(session, account_id, amount)
+    credits_repository.add_entry(
+        session, account_id=account_id, job_id=job_id, kind=LedgerKind.REFUND,
+        amount=amount, delta=amount, balance_after=balance, note=note,
+    )  # fmt: skip
+
+
+def capture(session: Session, account_id: uuid.UUID, job_id: uuid.UUID, amount: int) -> None:
+    """Turn what is left of a job's reservation into spent credits (balance unchanged)."""
+    if amount <= 0:
+        return
     credits_repository.add_entry(
         session, account_id=account_id, job_id=job_id, kind=LedgerKind.CAPTURE,
-        amount=reserved - refund, delta=0, balance_after=balance,
+        amount=amount, delta=0, balance_after=credits_repository.balance_of(session, account_id),
     )  # fmt: skip

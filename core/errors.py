@@ -42,6 +42,7 @@ class ErrorKind(enum.Enum):
     INSUFFICIENT_CREDITS = KindSpec("insufficient_credits", 402, None, False, "Not enough credits")
     NOT_FOUND = KindSpec("not_found", 404, None, False, "Not found")
     CONFLICT = KindSpec("conflict", 409, None, False, "Conflict")
+    GONE = KindSpec("gone", 410, None, False, "Gone")
     IDEMPOTENCY_KEY_REUSED = KindSpec(
         "idempotency_key_reused", 422, None, False, "Idempotency key reused with another request"
     )
@@ -140,6 +141,10 @@ class NotFound(ImageExtractError):
 
 class Conflict(ImageExtractError):
     kind = ErrorKind.CONFLICT
+
+
+class Gone(ImageExtractError):
+    kind = ErrorKind.GONE
 
 
 class IdempotencyKeyReused(ImageExtractError):

@@ -17,8 +17,9 @@ from core import broker
 from core import credits as credits_service
 from core import webhooks as webhooks_service
 from core.broker import Queue, TaskName
-from core.errors import Conflict, MissingField, TooManyImages
+from core.errors import Conflict, ErrorKind, Gone, MissingField, TooManyImages
 from core.settings import Settings
+from core.storage import ImageStore
 from db import jobs as jobs_repository
 from db.models import Account, ItemStatus, Job, JobStatus
 
@@ -40,6 +41,8 @@ class JobOptions:
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
     api: str = "native"
+    # None: the results_ttl setting.
+    results_ttl_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,9 @@ def submit_job(
         user_metadata=options.metadata,
         item_count=len(images),
         total_bytes=sum(image.byte_size or 0 for image in images),
+        credits_per_image=settings.credits_per_image,
+        results_ttl_seconds=options.results_ttl_seconds
+        or int(settings.results_ttl.total_seconds()),
         credits_reserved=price(settings, len(images)),
         created_at=utcnow(),
     )
@@ -130,6 +136,9 @@ def cancel_job(session: Session, job: Job) -> list[str]:
     cancelled = jobs_repository.cancel_queued_items(session, job.id, now)
     jobs_repository.set_job_cancelled(session, job.id, now)
     progress = jobs_repository.add_to_job_counters(session, job.id, cancelled=len(cancelled))
+    credits_service.refund(
+        session, progress.account_id, job.id, progress.refunded, note="cancelled images"
+    )
     if progress.complete:
         broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job.id))
     session.refresh(job)
@@ -189,6 +198,9 @@ def record_item_outcome(
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
     )
+    credits_service.refund(
+        session, progress.account_id, job_id, progress.refunded, note="failed image"
+    )
     if progress.complete:
         broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job_id))
     return True
@@ -212,22 +224,89 @@ def finalize_job(session: Session, settings: Settings, job_id: uuid.UUID) -> Job
     job = jobs_repository.get_job(session, job_id)
     if job is None or job.finished_at is not None or job.items_finished < job.item_count:
         return None
-    refunded = settings.credits_per_image * (job.items_failed + job.items_cancelled)
+    # Failed and cancelled images were refunded as they ended; what is left is spent.
+    to_capture = job.credits_reserved - job.credits_refunded - job.credits_captured
     settled = jobs_repository.set_job_finished(
         session,
         job.id,
         status=final_status(job),
         now=utcnow(),
-        values={
-            "credits_refunded": refunded,
-            "credits_captured": job.credits_reserved - refunded,
-        },
+        values={"credits_captured": job.credits_captured + to_capture},
     )
     if settled:
-        credits_service.settle(
-            session, job.account_id, job.id, reserved=job.credits_reserved, refund=refunded
-        )
+        credits_service.capture(session, job.account_id, job.id, to_capture)
     session.refresh(job)
     if settled:
         webhooks_service.enqueue_job_event(session, settings, job)
     return job
+
+
+# Failures worth running again: the model or the network, not the image itself.
+RETRYABLE_CODES = tuple(
+    sorted({kind.code for kind in ErrorKind if kind.value.retryable} | {"image_fetch_failed"})
+)
+
+
+def keeps_file(outcome: ItemOutcome) -> bool:
+    """A failed image whose failure may pass keeps its file for /retry (for a while)."""
+    return not outcome.succeeded and outcome.error_code in RETRYABLE_CODES
+
+
+def retry_failed_items(session: Session, store: ImageStore, job: Job) -> int:
+    """Run a job's retryable failed images again, reserving credits for those only.
+
+    Images whose bytes are gone (an upload past the retention of failed images) are left
+    as they are. Returns how many images were queued again.
+    """
+    if job.purged_at is not None:
+        raise Gone(f"job {job.id} was purged; its images are gone", input="job_id")
+    if job.finished_at is None:
+        raise Conflict(f"job {job.id} is still {job.status}; retry once it ends", input="job_id")
+    candidates = [
+        item
+        for item in jobs_repository.retryable_failed_items(session, job.id, RETRYABLE_CODES)
+        if item.source_url or (item.storage_key and store.path(item.storage_key).exists())
+    ]
+    if not candidates:
+        raise Conflict(
+            f"job {job.id} has no failed image that can run again (failures of the image "
+            "itself, such as corrupt_image, would fail again)",
+            input="job_id",
+        )
+    price_now = len(candidates) * job.credits_per_image
+    credits_service.reserve(session, job.account_id, job.id, price_now)
+    jobs_repository.requeue_items(session, [item.id for item in candidates])
+    jobs_repository.reopen_job(session, job.id, retried=len(candidates), extra_credits=price_now)
+    broker.enqueue_after_commit(session, TaskName.DISPATCH_JOB, str(job.id))
+    session.refresh(job)
+    return len(candidates)
+
+
+def purge_job(session: Session, settings: Settings, job: Job) -> None:
+    """Remove a job's results and images now; a running job is cancelled first.
+
+    Images already with the model finish there, but their results are dropped. The
+    caller deletes the job's folder in image storage once this commits.
+    """
+    if job.purged_at is not None:
+        return
+    if job.finished_at is None:
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            jobs_repository.set_job_cancelled(session, job.id, utcnow())
+        dropped = jobs_repository.cancel_unfinished_items(session, job.id, utcnow())
+        progress = jobs_repository.add_to_job_counters(session, job.id, cancelled=dropped)
+        credits_service.refund(
+            session, progress.account_id, job.id, progress.refunded, note="purged images"
+        )
+        finalize_job(session, settings, job.id)
+    jobs_repository.delete_items(session, job.id)
+    jobs_repository.mark_purged(session, job.id, utcnow())
+    session.refresh(job)
+
+
+def purge_expired_jobs(session: Session, settings: Settings, limit: int = 100) -> list[uuid.UUID]:
+    """Purge ended jobs whose results TTL ran out; returns their ids (to delete files)."""
+    expired = jobs_repository.jobs_past_retention(session, utcnow(), limit)
+    for job in expired:
+        purge_job(session, settings, job)
+    return [job.id for job in expired]

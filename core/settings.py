@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     credits_per_job: int = 10
     credits_per_image: int = 1
 
+    # Results are purged this long after a job ends (a job may ask for its own TTL).
+    results_ttl: timedelta = timedelta(days=7)
+    # Images that failed with a retryable error keep their file this long, for /retry.
+    failed_image_retention: timedelta = timedelta(hours=24)
+    # How often beat runs the maintenance sweep (leases, lost messages, files, retention).
+    maintenance_interval: timedelta = timedelta(seconds=15)
+    # Queued images whose queue is empty this long after dispatch lost their messages.
+    lost_message_grace: timedelta = timedelta(minutes=2)
+
     # Requests per minute per API key (an account may have its own); and per client address
     # for requests without a valid key.
     rate_limit_per_minute: int = 600

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from db.models import ItemStatus, Job, JobItem, JobStatus
@@ -189,6 +189,9 @@ class JobProgress:
     finished: int
     item_count: int
     status: str
+    account_id: uuid.UUID
+    # Credits this change refunded (failed or cancelled images).
+    refunded: int
 
     @property
     def complete(self) -> bool:
@@ -205,7 +208,11 @@ def add_to_job_counters(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
 ) -> JobProgress:
-    """Add to the counters and read them back in the same statement (the fan-in)."""
+    """Add to the counters and read them back in the same statement (the fan-in).
+
+    Failed and cancelled images are refunded at the job's per-image price here too.
+    """
+    refunded = (failed + cancelled) * Job.credits_per_image
     row = session.execute(
         update(Job)
         .where(Job.id == job_id)
@@ -215,14 +222,19 @@ def add_to_job_counters(
             items_cancelled=Job.items_cancelled + cancelled,
             prompt_tokens=Job.prompt_tokens + prompt_tokens,
             completion_tokens=Job.completion_tokens + completion_tokens,
+            credits_refunded=Job.credits_refunded + refunded,
         )
         .returning(
             Job.items_succeeded + Job.items_failed + Job.items_cancelled,
             Job.item_count,
             Job.status,
+            Job.account_id,
+            (failed + cancelled) * Job.credits_per_image,
         )
     ).one()
-    return JobProgress(finished=row[0], item_count=row[1], status=row[2])
+    return JobProgress(
+        finished=row[0], item_count=row[1], status=row[2], account_id=row[3], refunded=row[4]
+    )
 
 
 def mark_job_running(session: Session, job_id: uuid.UUID, now: datetime) -> None:
@@ -369,6 +381,107 @@ def live_storage_keys(session: Session, job_ids: Sequence[uuid.UUID]) -> set[str
                 JobItem.job_id.in_(job_ids),
                 JobItem.status.in_((ItemStatus.QUEUED, ItemStatus.RUNNING)),
                 JobItem.storage_key.is_not(None),
+            )
+        )
+    )
+
+
+def retryable_failed_items(
+    session: Session, job_id: uuid.UUID, codes: Sequence[str]
+) -> list[JobItem]:
+    return list(
+        session.scalars(
+            select(JobItem)
+            .where(
+                JobItem.job_id == job_id,
+                JobItem.status == ItemStatus.FAILED,
+                JobItem.error_code.in_(codes),
+            )
+            .order_by(JobItem.index)
+        )
+    )
+
+
+def requeue_items(session: Session, item_ids: Sequence[uuid.UUID]) -> None:
+    session.execute(
+        update(JobItem)
+        .where(JobItem.id.in_(item_ids))
+        .values(
+            status=ItemStatus.QUEUED, attempts=0, lease_expires_at=None, content=None,
+            parsed=None, prompt_tokens=0, completion_tokens=0, error_code=None,
+            error_message=None, started_at=None, finished_at=None, model_ms=None,
+        )
+    )  # fmt: skip
+
+
+def reopen_job(session: Session, job_id: uuid.UUID, *, retried: int, extra_credits: int) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            status=JobStatus.QUEUED, finished_at=None, dispatched_at=None,
+            items_failed=Job.items_failed - retried,
+            credits_reserved=Job.credits_reserved + extra_credits,
+        )
+    )  # fmt: skip
+
+
+def cancel_unfinished_items(session: Session, job_id: uuid.UUID, now: datetime) -> int:
+    """Cancel queued and running items (running ones' results will be dropped)."""
+    result = session.execute(
+        update(JobItem)
+        .where(
+            JobItem.job_id == job_id,
+            JobItem.status.in_((ItemStatus.QUEUED, ItemStatus.RUNNING)),
+        )
+        .values(status=ItemStatus.CANCELLED, finished_at=now, lease_expires_at=None,
+                error_code="cancelled", error_message="the job was purged")
+    )  # fmt: skip
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def delete_items(session: Session, job_id: uuid.UUID) -> None:
+    session.execute(delete(JobItem).where(JobItem.job_id == job_id))
+
+
+def mark_purged(session: Session, job_id: uuid.UUID, now: datetime) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(purged_at=now))
+
+
+def jobs_past_retention(session: Session, now: datetime, limit: int) -> list[Job]:
+    """Ended jobs whose results TTL ran out and that still hold results."""
+    ended = [
+        row
+        for row in session.scalars(
+            select(Job)
+            .where(Job.finished_at.is_not(None), Job.purged_at.is_(None))
+            .order_by(Job.finished_at)
+            .limit(limit * 10)
+        )
+    ]
+    # The TTL is per job; comparing in Python keeps the query the same on every database.
+    return [
+        job for job in ended
+        if job.finished_at is not None
+        and job.finished_at + timedelta(seconds=job.results_ttl_seconds) < now
+    ][:limit]  # fmt: skip
+
+
+def kept_failed_keys(
+    session: Session, job_ids: Sequence[uuid.UUID], codes: Sequence[str], finished_after: datetime
+) -> set[str]:
+    """Files kept for /retry: retryable failures of jobs that ended recently."""
+    return set(
+        session.scalars(
+            select(JobItem.storage_key)
+            .join(Job, Job.id == JobItem.job_id)
+            .where(
+                JobItem.job_id.in_(job_ids),
+                JobItem.status == ItemStatus.FAILED,
+                JobItem.error_code.in_(codes),
+                JobItem.storage_key.is_not(None),
+                Job.purged_at.is_(None),
+                or_(Job.finished_at.is_(None), Job.finished_at > finished_after),
             )
         )
     )

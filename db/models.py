@@ -147,10 +147,17 @@ class Job(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
+    # The price per image when the job was accepted: refunds use it, whatever the price is now.
+    credits_per_image: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     credits_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
     credits_captured: Mapped[int] = mapped_column(BigInteger, default=0)
     credits_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
 
+    # Results are purged this long after the job ends.
+    results_ttl_seconds: Mapped[int] = mapped_column(
+        Integer, default=7 * 24 * 3600, server_default=str(7 * 24 * 3600)
+    )
+    purged_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
     dispatched_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

@@ -14,8 +14,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+# Restart functions of the servers started here, by their URL (for fault-injection tests).
+_restarts: dict[str, Callable[[], None]] = {}
+
+
+def restart(url: str) -> None:
+    """Restart the Postgres or Redis server behind ``url`` on the same port."""
+    _restarts[url]()
 
 
 def free_port() -> int:
@@ -82,6 +90,17 @@ def postgres(extra_config: str = "") -> Iterator[str]:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/imageextract"
+
+    def restart() -> None:
+        # Immediate: connections are cut as a crash would cut them.
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-m", "immediate",
+                          "-w", "restart"]),
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    _restarts[url] = restart
     try:
         subprocess.run(
             [
@@ -96,8 +115,9 @@ def postgres(extra_config: str = "") -> Iterator[str]:
             ],
             check=True,
         )
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/imageextract"
+        yield url
     finally:
+        _restarts.pop(url, None)
         subprocess.run(
             _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
             check=False,
@@ -113,26 +133,31 @@ def redis(workdir: Path) -> Iterator[str]:
         raise RuntimeError("redis-server not found: install Debian's redis-server package")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=(workdir / "redis.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    # No persistence: a restart loses every queued message, the worst case to recover from.
+    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            command, stdout=(workdir / "redis.log").open("a"), stderr=subprocess.STDOUT
+        )
+    ]
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def restart() -> None:
+        procs[-1].terminate()
+        procs[-1].wait(10)
+        procs.append(
+            subprocess.Popen(
+                command, stdout=(workdir / "redis.log").open("a"), stderr=subprocess.STDOUT
+            )
+        )
+        wait_for_port(port)
+
+    _restarts[url] = restart
     try:
         wait_for_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        _restarts.pop(url, None)
+        procs[-1].terminate()
+        procs[-1].wait(10)

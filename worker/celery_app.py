@@ -8,10 +8,10 @@ from celery.signals import worker_process_init
 
 from core.broker import celery_app
 from worker import runtime
-from worker.tasks import extraction, jobs, webhooks
+from worker.tasks import extraction, jobs, maintenance, webhooks
 
 app = celery_app
-__all__ = ["app", "extraction", "jobs", "webhooks"]
+__all__ = ["app", "extraction", "jobs", "maintenance", "webhooks"]
 
 
 @worker_process_init.connect

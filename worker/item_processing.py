@@ -70,7 +70,7 @@ def process_item(runtime: WorkerRuntime, item_id: uuid.UUID) -> None:
         jobs_service.record_item_outcome(
             session, claimed.job_id, claimed.id, claimed.attempts, outcome
         )
-    if claimed.storage_key:
+    if claimed.storage_key and not jobs_service.keeps_file(outcome):
         runtime.store.delete(claimed.storage_key)
 
 

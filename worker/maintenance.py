@@ -25,8 +25,6 @@ from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
-# A job may sit undispatched this long (its dispatch message is in flight) before we act.
-DISPATCH_GRACE = timedelta(minutes=1)
 # Files younger than this may belong to an upload whose job is not committed yet.
 ORPHAN_FILE_AGE = timedelta(hours=1)
 
@@ -36,6 +34,7 @@ class SweepReport:
     leases_reclaimed: int = 0
     jobs_redispatched: int = 0
     jobs_finalized: int = 0
+    jobs_purged: int = 0
     files_deleted: int = 0
 
 
@@ -48,10 +47,10 @@ def reclaim_expired_leases(runtime: WorkerRuntime) -> int:
 
 
 def redispatch_lost_jobs(runtime: WorkerRuntime) -> int:
-    now = jobs_service.utcnow()
+    since = jobs_service.utcnow() - runtime.settings.lost_message_grace
     with unit_of_work(runtime.session_factory) as session:
-        lost = set(jobs_repository.undispatched_jobs(session, now - DISPATCH_GRACE))
-        waiting = jobs_repository.jobs_with_queued_items(session, now - DISPATCH_GRACE)
+        lost = set(jobs_repository.undispatched_jobs(session, since))
+        waiting = jobs_repository.jobs_with_queued_items(session, since)
     if waiting:
         depths = broker.queue_depths()
         # Queued items with nothing in their queue: their messages are gone. Publishing
@@ -75,7 +74,8 @@ def finalize_stuck_jobs(runtime: WorkerRuntime) -> int:
 
 
 def delete_orphan_files(runtime: WorkerRuntime, *, older_than: timedelta = ORPHAN_FILE_AGE) -> int:
-    """Delete stored files that no queued or running item refers to."""
+    """Delete stored files that no item needs: not queued or running, and not a recent
+    retryable failure kept for /retry."""
     cutoff = time.time() - older_than.total_seconds()
     store = runtime.store
     deleted = 0
@@ -87,8 +87,12 @@ def delete_orphan_files(runtime: WorkerRuntime, *, older_than: timedelta = ORPHA
             job_id = uuid.UUID(folder.name)
         except ValueError:
             continue
+        kept_since = jobs_service.utcnow() - runtime.settings.failed_image_retention
         with unit_of_work(runtime.session_factory) as session:
             live = jobs_repository.live_storage_keys(session, [job_id])
+            live |= jobs_repository.kept_failed_keys(
+                session, [job_id], jobs_service.RETRYABLE_CODES, kept_since
+            )
         for path in old:
             key = f"{folder.name}/{path.name}"
             if key not in live:
@@ -97,12 +101,22 @@ def delete_orphan_files(runtime: WorkerRuntime, *, older_than: timedelta = ORPHA
     return deleted
 
 
-def sweep(runtime: WorkerRuntime) -> SweepReport:
+def purge_expired_results(runtime: WorkerRuntime) -> int:
+    with unit_of_work(runtime.session_factory) as session:
+        purged = jobs_service.purge_expired_jobs(session, runtime.settings)
+    for job_id in purged:
+        runtime.store.delete_job(job_id)
+    return len(purged)
+
+
+def sweep(runtime: WorkerRuntime, *, orphan_age: timedelta = ORPHAN_FILE_AGE) -> SweepReport:
+    """Every upkeep step once; safe to run at any time, as often as wanted."""
     report = SweepReport(
         leases_reclaimed=reclaim_expired_leases(runtime),
         jobs_redispatched=redispatch_lost_jobs(runtime),
         jobs_finalized=finalize_stuck_jobs(runtime),
-        files_deleted=delete_orphan_files(runtime),
+        jobs_purged=purge_expired_results(runtime),
+        files_deleted=delete_orphan_files(runtime, older_than=orphan_age),
     )
     if any(vars(report).values()):
         log.info("maintenance: %s", report)

@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
@@ -33,7 +33,7 @@ from api.schemas.jobs import (
 )
 from core import idempotency, url_guard
 from core import jobs as jobs_service
-from core.errors import InvalidRequest, NotFound
+from core.errors import Gone, InvalidRequest, MissingField, NotFound
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from db.models import Account, ItemStatus, Job, JobItem, JobStatus
@@ -69,8 +69,6 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
     """Validate the non-image fields shared by the multipart and JSON forms."""
     prompt = fields.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        from core.errors import MissingField
-
         raise MissingField("prompt is required", input="prompt")
     scene = _optional_text(fields, "scene") or "general"
     if scene not in SCENES:
@@ -97,7 +95,29 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
         webhook_url=webhook_url,
         metadata=metadata,
         api=api,
+        results_ttl_seconds=_results_ttl(fields.get("results_ttl")),
     )
+
+
+MIN_RESULTS_TTL = 60
+MAX_RESULTS_TTL = 90 * 24 * 3600
+
+
+def _results_ttl(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError) as error:
+        raise InvalidRequest(
+            "results_ttl must be a number of seconds", input="results_ttl"
+        ) from error
+    if not MIN_RESULTS_TTL <= seconds <= MAX_RESULTS_TTL:
+        raise InvalidRequest(
+            f"results_ttl must be between {MIN_RESULTS_TTL} s and {MAX_RESULTS_TTL} s (90 days)",
+            input="results_ttl",
+        )
+    return seconds
 
 
 def check_input_method(kinds: list[str], declared: Any, name: str) -> None:
@@ -228,6 +248,11 @@ _CREATE_DOC: dict[str, Any] = {
                         "model": {"type": "string"},
                         "webhook_url": {"type": "string", "format": "uri"},
                         "metadata": {"type": "string", "description": "A JSON object"},
+                        "results_ttl": {
+                            "type": "integer",
+                            "description": "Seconds to keep results after the job ends "
+                            "(60 s to 90 days; default 7 days)",
+                        },
                     },
                 }
             },
@@ -244,6 +269,11 @@ _CREATE_DOC: dict[str, Any] = {
                         "model": {"type": "string"},
                         "webhook_url": {"type": "string", "format": "uri"},
                         "metadata": {"type": "object"},
+                        "results_ttl": {
+                            "type": "integer",
+                            "description": "Seconds to keep results after the job ends "
+                            "(60 s to 90 days; default 7 days)",
+                        },
                     },
                 }
             },
@@ -423,6 +453,10 @@ def job_out(request: Request, job: Job, counts: dict[str, int]) -> JobOut:
         started_at=job.started_at,
         cancelled_at=job.cancelled_at,
         finished_at=job.finished_at,
+        results_expire_at=job.finished_at + timedelta(seconds=job.results_ttl_seconds)
+        if job.finished_at and not job.purged_at
+        else None,
+        purged_at=job.purged_at,
     )
 
 
@@ -464,6 +498,7 @@ def list_job_items(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ItemPage:
     """Per-image results in input order, a page at a time."""
+    _check_not_purged(job)
     after = -1
     if cursor:
         try:
@@ -488,6 +523,7 @@ def list_job_items(
 )
 def get_job_results(job: JobDep, state: StateDep) -> StreamingResponse:
     """Every finished item in input order as JSON Lines; works while the job runs."""
+    _check_not_purged(job)
 
     def lines() -> Iterator[bytes]:
         with unit_of_work(state.session_factory) as session:
@@ -497,6 +533,14 @@ def get_job_results(job: JobDep, state: StateDep) -> StreamingResponse:
     return StreamingResponse(lines(), media_type="application/jsonl")
 
 
+def _check_not_purged(job: Job) -> None:
+    if job.purged_at is not None:
+        raise Gone(
+            f"the results of job {job.id} were purged at {job.purged_at.isoformat()}",
+            input="job_id",
+        )
+
+
 @router.delete("/{job_id}", response_model=JobOut)
 def cancel_job(
     request: Request,
@@ -504,10 +548,33 @@ def cancel_job(
     session: SessionDep,
     state: StateDep,
     background: BackgroundTasks,
+    purge: Annotated[
+        bool,
+        Query(description="Also remove every result and remaining image now (any job)."),
+    ] = False,
 ) -> JobOut:
-    """Cancel: images not yet sent to the model never are; finished results are kept."""
-    keys = jobs_service.cancel_job(session, job)
+    """Cancel: images not yet sent to the model never are; finished results are kept.
+
+    With `purge=true`, the job's results and images are removed at once, whether it is
+    running or has ended; the job itself stays listed, marked purged.
+    """
     # Background tasks run after the response, so after the commit of this request.
-    for key in keys:
-        background.add_task(state.store.delete, key)
+    if purge:
+        jobs_service.purge_job(session, state.settings, job)
+        background.add_task(state.store.delete_job, job.id)
+    else:
+        for key in jobs_service.cancel_job(session, job):
+            background.add_task(state.store.delete, key)
+    return job_out(request, job, jobs_repository.count_items_by_status(session, job.id))
+
+
+@router.post("/{job_id}/retry", status_code=202, response_model=JobOut)
+def retry_job(request: Request, job: JobDep, session: SessionDep, state: StateDep) -> JobOut:
+    """Run the job's failed images again, reserving credits only for those.
+
+    Images that failed for a reason that may pass (model timeout, upstream error, a URL
+    that could not be fetched) run again; their files are kept `failed_image_retention`
+    (24 h) for this. Failures of the image itself (corrupt, unsupported) are left as they are.
+    """
+    jobs_service.retry_failed_items(session, state.store, job)
     return job_out(request, job, jobs_repository.count_items_by_status(session, job.id))

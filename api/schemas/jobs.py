@@ -54,6 +54,10 @@ class JobOut(BaseModel):
     started_at: datetime | None
     cancelled_at: datetime | None
     finished_at: datetime | None
+    results_expire_at: datetime | None = Field(
+        description="When the results will be purged (set once the job ends)."
+    )
+    purged_at: datetime | None
 
 
 class JobSummary(BaseModel):

@@ -27,9 +27,10 @@ this machine, so they share the benchmark's clock):
 - own time per item: (``finished_at`` - ``started_at``) - ``model_ms``: claiming, loading,
   normalising, building the request and reading the answer, without the model call; it
   ends before the outcome's UPDATE, and time waiting in the queue is not in it.
-- DB statements per item: pg_stat_statements calls (BEGIN/COMMIT and pool pre-pings
-  included) by the service's role, reset right before the submit, divided by images. The
-  benchmark's own polling uses a role of its own and is not counted.
+- DB statements per item: top-level pg_stat_statements calls (BEGIN and COMMIT included)
+  by the service's role, reset right before the submit, divided by images. The pool's
+  pre-ping on each checkout is an empty query (``;``) that pg_stat_statements does not see.
+  The benchmark's own polling uses a role of its own and is not counted.
 - worker RSS: per worker process tree (the prefork pool: parent plus children, shared
   pages counted in each), after the warm-up job vs after the measured job; growth in %.
 """
@@ -241,7 +242,7 @@ class RunResult:
     api_peak_mb: float
     workers: list[WorkerMemory]
     statements: int
-    top_statements: list[tuple[int, str]]
+    top_statements: list[tuple[int, bool, str]]
     submit_cpu: dict[str, float]
     processing_cpu: dict[str, float]
     processing_wall_s: float
@@ -420,22 +421,27 @@ class Bench:
                 raise TimeoutError(f"job {job_id} not finished after {timeout:.0f} s ({done})")
             time.sleep(0.1)
 
-    def statements(self) -> tuple[int, list[tuple[int, str]]]:
-        """Statements the service ran since the last reset: the total and the most frequent."""
+    def statements(self) -> tuple[int, list[tuple[int, bool, str]]]:
+        """Statements the service sent since the last reset, and the most frequent ones.
+
+        The total counts top-level statements only (what our processes sent); the list also
+        shows nested ones, such as the foreign-key checks Postgres runs for an INSERT.
+        """
+        base = (
+            "FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid "
+            "JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE r.rolname <> %s AND d.datname = current_database()"
+        )
         total = self.db.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
-            "JOIN pg_roles r ON r.oid = s.userid JOIN pg_database d ON d.oid = s.dbid "
-            "WHERE r.rolname <> %s AND d.datname = current_database()",
-            (HARNESS_ROLE,),
+            "SELECT coalesce(sum(calls), 0) " + base + " AND s.toplevel", (HARNESS_ROLE,)
         ).fetchone()
         top = self.db.execute(
-            "SELECT calls, query FROM pg_stat_statements s "
-            "JOIN pg_roles r ON r.oid = s.userid JOIN pg_database d ON d.oid = s.dbid "
-            "WHERE r.rolname <> %s AND d.datname = current_database() "
-            "ORDER BY calls DESC LIMIT 12",
+            "SELECT calls, toplevel, query " + base + " ORDER BY calls DESC LIMIT 12",
             (HARNESS_ROLE,),
         ).fetchall()
-        return int(total[0] if total else 0), [(int(calls), str(query)) for calls, query in top]
+        return int(total[0] if total else 0), [
+            (int(calls), bool(toplevel), str(query)) for calls, toplevel, query in top
+        ]
 
     def run_job(
         self, label: str, workers: list[Service], count: int, limit: float, limit_basis: str,
@@ -608,16 +614,19 @@ def report(
         ]
     for result in columns:
         out += [
-            f"Statements of the {result.label} run by calls "
-            f"({result.statements} in all, {result.statements_per_item:.2f} per item):",
+            f"Statements of the {result.label} run, most frequent first "
+            f"({result.statements} sent, {result.statements_per_item:.2f} per item):",
             "",
-            "| calls per item | statement |",
-            "|---|---|",
+            "| calls | per item | statement |",
+            "|---|---|---|",
         ]
-        for calls, query in result.top_statements:
+        for calls, toplevel, query in result.top_statements:
             text = " ".join(query.split())
-            text = text if len(text) <= 110 else text[:107] + "..."
-            out.append(f"| {calls / result.images:.2f} | `{text.replace('|', '¦')}` |")
+            text = text if len(text) <= 100 else text[:97] + "..."
+            nested = "" if toplevel else " (nested)"
+            out.append(
+                f"| {calls} | {calls / result.images:.3f} | `{text.replace('|', '¦')}`{nested} |"
+            )
         out.append("")
     return "\n".join(out)
 

@@ -1,0 +1,196 @@
+"""Speed and accuracy of the embedded ``local`` engine on the shared labelled documents.
+
+    python -m tests.benchmarks.local_engine [--set sroie|funsd|both] [--limit N]
+
+Runs ``LocalProvider`` in this one process over ``../shared/data/sroie-dev`` (receipts, the
+set's ``prompt.txt``) and ``funsd-dev`` (forms, each with its own prompt), through the same
+steps as ``imageextract extract --json``: read, normalise (``prepare_image``), extract,
+parse the JSON. Predictions go to a temporary file that ``../shared/eval/score.py`` scores;
+the file is deleted afterwards and no expected value is printed.
+
+Figures (the model load is done before the clock starts, on a blank image):
+
+- images/s: images / wall time, with onnxruntime's threads as the provider sets them.
+- images/s per core: images / CPU-seconds of the process (all its threads), i.e. what one
+  fully busy core gets through.
+- seconds per image: median wall time of one image (read to parsed JSON).
+- peak RSS: the process's VmHWM after the run, models loaded.
+- accuracy: SROIE per field, strict, and their mean; FUNSD key/value pairs, soft (text
+  similarity >= 0.9, see score.py's docstring), strict beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from core.settings import Settings
+from worker.batch_extract import BatchEntry, extract_one
+from worker.providers.base import ExtractionRequest, PreparedImage, Scene
+from worker.providers.local import LocalProvider
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DATA = SHARED / "data"
+SCORER = SHARED / "eval" / "score.py"
+SROIE_FIELDS = ("company", "date", "address", "total")
+
+
+@dataclass
+class SetResult:
+    name: str
+    images: int
+    failed: int
+    wall_s: float
+    cpu_s: float
+    seconds: list[float]
+    summary: dict[str, Any]
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.wall_s
+
+    @property
+    def images_per_cpu_s(self) -> float:
+        return self.images / self.cpu_s
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def entries_for(name: str, limit: int | None) -> tuple[Path, list[BatchEntry]]:
+    folder = DATA / f"{name}-dev"
+    labels = folder / "labels.jsonl"
+    if not labels.exists():
+        raise SystemExit(f"{labels} not found: the shared data sets sit beside the repository")
+    # Only the id, image path and prompt are read from the labels; the answers stay there.
+    rows = [json.loads(line) for line in labels.read_text().splitlines() if line.strip()]
+    default_prompt = (folder / "prompt.txt").read_text() if name == "sroie" else None
+    entries = []
+    for row in rows[:limit]:
+        prompt = row.get("prompt") or default_prompt
+        if not prompt:
+            raise SystemExit(f"{labels}: {row['id']} has no prompt and the set has none")
+        entries.append(BatchEntry(id=str(row["id"]), image=folder / row["image"], prompt=prompt))
+    return labels, entries
+
+
+def warm_up(provider: LocalProvider) -> None:
+    """Load the ONNX models now, so the first document's time is not the load time."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 32), "white").save(out, "PNG")
+    provider.extract(PreparedImage(out.getvalue(), "image/png", 64, 32), ExtractionRequest("x"))
+
+
+def score(labels: Path, predictions: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, str(SCORER), "--labels", str(labels), "--pred", str(predictions),
+         "--json"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return dict(json.loads(result.stdout))
+
+
+def run_set(
+    name: str, provider: LocalProvider, settings: Settings, limit: int | None, work: Path
+) -> SetResult:
+    labels, entries = entries_for(name, limit)
+    predictions = work / f"{name}-predictions.jsonl"
+    seconds: list[float] = []
+    failed = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    with predictions.open("w") as sink:
+        for number, entry in enumerate(entries, start=1):
+            record = extract_one(provider, settings, entry, json_mode=True, scene=Scene.GENERAL)
+            seconds.append(float(record["seconds"]))
+            failed += record["error"] is not None
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if number % 10 == 0:
+                print(f"{name}: {number}/{len(entries)}", file=sys.stderr, flush=True)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if limit is not None:
+        # score.py counts a label without a prediction as wrong: score only what ran.
+        kept = {entry.id for entry in entries}
+        subset = work / f"{name}-labels.jsonl"
+        subset.write_text(
+            "".join(
+                line + "\n"
+                for line in labels.read_text().splitlines()
+                if line.strip() and str(json.loads(line)["id"]) in kept
+            )
+        )
+        labels = subset
+    return SetResult(name, len(entries), failed, wall, cpu, seconds, score(labels, predictions))
+
+
+def report(results: list[SetResult]) -> str:
+    cores = os.cpu_count() or 1
+    lines = [
+        f"Speed (1 process on {cores} cores, onnxruntime threads as the provider sets them; "
+        f"peak RSS {peak_rss_mb():.0f} MB):",
+        "",
+        "| set | images | failed | images/s | images/s per core | CPU-s per image "
+        "| s per image (median) | cores busy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.images} | {r.failed} | {r.images_per_s:.2f} "
+            f"| {r.images_per_cpu_s:.2f} | {r.cpu_s / r.images:.2f} "
+            f"| {statistics.median(r.seconds):.2f} | {r.cpu_s / r.wall_s:.2f} |"
+        )
+    lines += ["", "Accuracy:", "", "| set | field | strict | soft | n |", "|---|---|---|---|---|"]
+    for r in results:
+        fields = r.summary["fields"]
+        names = [f for f in SROIE_FIELDS if f in fields] + sorted(
+            f for f in fields if f not in SROIE_FIELDS
+        )
+        for field in names:
+            value = fields[field]
+            lines.append(
+                f"| {r.name} | {field} | {value['strict']:.3f} | {value['soft']:.3f} "
+                f"| {value['n']} |"
+            )
+        lines.append(
+            f"| {r.name} | **mean** | {r.summary['mean_strict']:.3f} "
+            f"| {r.summary['mean_soft']:.3f} | |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--set", choices=["sroie", "funsd", "both"], default="both")
+    parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
+    args = parser.parse_args(argv)
+    names = ["sroie", "funsd"] if args.set == "both" else [args.set]
+    settings = Settings()
+    provider = LocalProvider()
+    try:
+        warm_up(provider)
+        with tempfile.TemporaryDirectory(prefix="imageextract-local-") as folder:
+            results = [
+                run_set(name, provider, settings, args.limit, Path(folder)) for name in names
+            ]
+    finally:
+        provider.close()
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()

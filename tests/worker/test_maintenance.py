@@ -1,0 +1,189 @@
+"""Retry, purge, retention and the upkeep sweep, on the real stack."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from tests.conftest import Caller, Stack, wait_for_job
+from tests.sample_images import png_for
+
+
+@pytest.fixture
+def runtime(settings: Any) -> Iterator[Any]:
+    """What a worker process holds, built here to run the upkeep functions directly."""
+    from worker.runtime import build_runtime
+
+    built = build_runtime(settings)
+    yield built
+    built.close()
+
+
+def _files(services: Stack) -> list[str]:
+    root = services.data_dir / "images"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def _submit(caller: Caller, count: int, **data: str) -> str:
+    files = [("images", (f"{i}.png", png_for(i), "image/png")) for i in range(count)]
+    response = caller.client.post("/v1/jobs", files=files, data={"prompt": "x", **data})
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def test_retry_runs_failed_images_again_charging_only_for_them(
+    make_caller: Callable[..., Caller],
+    worker_process: Any,
+    fake_model: Callable[..., Any],
+    services: Stack,
+) -> None:
+    caller = make_caller("acme", credits=100)
+    fake_model(error_rate=1.0)
+    job_id = _submit(caller, 3)
+    job = wait_for_job(caller.client, job_id)
+    assert job["status"] == "failed"
+    assert caller.client.get("/v1/account").json()["balance"] == 100 - 10
+    # Files of images that failed for a passing reason stay, so they can run again.
+    assert len(_files(services)) == 3
+
+    fake_model(error_rate=0.0)
+    retried = caller.client.post(f"/v1/jobs/{job_id}/retry")
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["status"] == "queued"
+    job = wait_for_job(caller.client, job_id)
+    assert job["status"] == "succeeded"
+    assert job["counts"]["succeeded"] == 3
+    assert job["credits"] == {"reserved": 16, "captured": 13, "refunded": 3}
+    assert caller.client.get("/v1/account").json()["balance"] == 100 - 13
+    assert _files(services) == []
+    assert caller.client.post(f"/v1/jobs/{job_id}/retry").status_code == 409
+
+
+def test_retry_leaves_images_that_are_themselves_broken(caller: Caller) -> None:
+    files = [("images", ("bad.jpg", b"\xff\xd8\xff\xe0broken", "image/jpeg"))]
+    job_id = caller.client.post("/v1/jobs", files=files, data={"prompt": "x"}).json()["id"]
+    wait_for_job(caller.client, job_id)
+    response = caller.client.post(f"/v1/jobs/{job_id}/retry")
+    assert response.status_code == 409
+    assert "corrupt_image" in response.json()["detail"]
+
+
+def test_purge_removes_results_and_images_at_once(
+    caller: Caller, services: Stack, fake_model: Callable[..., Any]
+) -> None:
+    finished = _submit(caller, 2)
+    wait_for_job(caller.client, finished)
+    response = caller.client.delete(f"/v1/jobs/{finished}", params={"purge": "true"})
+    assert response.status_code == 200
+    assert response.json()["purged_at"] is not None
+    for path in ("items", "results"):
+        gone = caller.client.get(f"/v1/jobs/{finished}/{path}")
+        assert gone.status_code == 410
+        assert gone.json()["code"] == "gone"
+
+    fake_model(latency=2)
+    running = _submit(caller, 20)
+    time.sleep(0.5)
+    purged = caller.client.delete(f"/v1/jobs/{running}", params={"purge": "true"}).json()
+    assert purged["status"] == "cancelled"
+    assert purged["finished_at"] is not None
+    assert (
+        purged["credits"]["captured"] + purged["credits"]["refunded"]
+        == purged["credits"]["reserved"]
+    )
+    deadline = time.monotonic() + 10
+    while _files(services) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _files(services) == []
+
+
+def test_results_are_purged_when_their_ttl_runs_out(
+    caller: Caller, runtime: Any, session_factory: Any
+) -> None:
+    from db.models import Job
+
+    kept = _submit(caller, 1)
+    short = _submit(caller, 1, results_ttl="60")
+    for job_id in (kept, short):
+        wait_for_job(caller.client, job_id)
+    assert caller.client.get(f"/v1/jobs/{short}").json()["results_expire_at"] is not None
+    # The clock moves on: the short job ended two minutes ago.
+    with session_factory() as session:
+        job = session.get(Job, uuid.UUID(short))
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(finished_at=job.finished_at - timedelta(minutes=2))
+        )
+        session.commit()
+    from worker import maintenance
+
+    report = maintenance.sweep(runtime)
+    assert report.jobs_purged == 1
+    assert caller.client.get(f"/v1/jobs/{short}/results").status_code == 410
+    assert caller.client.get(f"/v1/jobs/{short}").json()["purged_at"] is not None
+    assert caller.client.get(f"/v1/jobs/{kept}/results").status_code == 200
+    too_short = caller.client.post(
+        "/v1/jobs",
+        files=[("images", ("a.png", png_for(0), "image/png"))],
+        data={"prompt": "x", "results_ttl": "10"},
+    )
+    assert too_short.status_code == 400
+
+
+def test_sweep_deletes_old_orphan_files_and_keeps_new_ones(
+    runtime: Any, services: Stack, worker_process: Any
+) -> None:
+    from worker import maintenance
+
+    store = runtime.store
+    old_key, new_key = f"{uuid.uuid4()}/00000", f"{uuid.uuid4()}/00000"
+    for key in (old_key, new_key):
+        with store.open_for_write(key) as handle:
+            handle.write(b"leftover")
+    two_hours_ago = time.time() - 7200
+    os.utime(store.path(old_key), (two_hours_ago, two_hours_ago))
+    assert maintenance.sweep(runtime).files_deleted == 1
+    assert _files(services) == [new_key]
+
+
+def test_an_item_whose_worker_vanished_runs_again_after_its_lease(
+    caller: Caller, runtime: Any, session_factory: Any
+) -> None:
+    from core import jobs as jobs_service
+    from db.models import Job, JobItem
+
+    job_id = _submit(caller, 1)
+    wait_for_job(caller.client, job_id)
+    # Make it look as if a worker took the item and died: running, lease run out, and its
+    # image still in storage.
+    expired = jobs_service.utcnow() - timedelta(seconds=1)
+    with runtime.store.open_for_write(f"{job_id}/00000") as handle:
+        handle.write(png_for(0))
+    with session_factory() as session:
+        session.execute(
+            update(JobItem)
+            .where(JobItem.job_id == uuid.UUID(job_id))
+            .values(status="running", content=None, lease_expires_at=expired)
+        )
+        session.execute(
+            update(Job).where(Job.id == uuid.UUID(job_id)).values(
+                status="running", finished_at=None, items_succeeded=0,
+            )
+        )  # fmt: skip
+        session.commit()
+    from worker import maintenance
+
+    assert maintenance.sweep(runtime).leases_reclaimed == 1
+    job = wait_for_job(caller.client, job_id)
+    assert job["status"] == "succeeded"
+    item = caller.client.get(f"/v1/jobs/{job_id}/items").json()["items"][0]
+    assert item["attempts"] == 2
+    assert item["content"] is not None
