@@ -2,11 +2,12 @@
 
     python -m tests.benchmarks.local_engine [--set sroie|funsd|both] [--limit N]
 
-Runs ``LocalProvider`` in this one process over ``../shared/data/sroie-dev`` (receipts, the
-set's ``prompt.txt``) and ``funsd-dev`` (forms, each with its own prompt), through the same
-steps as ``imageextract extract --json``: read, normalise (``prepare_image``), extract,
-parse the JSON. Predictions go to a temporary file that ``../shared/eval/score.py`` scores;
-the file is deleted afterwards and no expected value is printed.
+Runs the ``local`` provider (``worker.providers.local``) in this one process over
+``../shared/data/sroie-dev`` (receipts, the set's ``prompt.txt``) and ``funsd-dev`` (forms,
+each with its own prompt), through the same steps as ``imageextract extract --json``: read,
+normalise (``prepare_image``), extract, parse the JSON. Predictions go to a temporary file
+that ``../shared/eval/score.py`` scores; the file is deleted afterwards and no expected
+value is printed.
 
 Figures (the model load is done before the clock starts, on a blank image):
 
@@ -38,8 +39,8 @@ from PIL import Image
 
 from core.settings import Settings
 from worker.batch_extract import BatchEntry, extract_one
-from worker.providers.base import ExtractionRequest, PreparedImage, Scene
-from worker.providers.local import LocalProvider
+from worker.providers.base import ExtractionRequest, PreparedImage, Provider, Scene
+from worker.providers.registry import create_provider
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 DATA = SHARED / "data"
@@ -90,7 +91,7 @@ def entries_for(name: str, limit: int | None) -> tuple[Path, list[BatchEntry]]:
     return labels, entries
 
 
-def warm_up(provider: LocalProvider) -> None:
+def warm_up(provider: Provider) -> None:
     """Load the ONNX models now, so the first document's time is not the load time."""
     out = io.BytesIO()
     Image.new("RGB", (64, 32), "white").save(out, "PNG")
@@ -107,7 +108,7 @@ def score(labels: Path, predictions: Path) -> dict[str, Any]:
 
 
 def run_set(
-    name: str, provider: LocalProvider, settings: Settings, limit: int | None, work: Path
+    name: str, provider: Provider, settings: Settings, limit: int | None, work: Path
 ) -> SetResult:
     labels, entries = entries_for(name, limit)
     predictions = work / f"{name}-predictions.jsonl"
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     names = ["sroie", "funsd"] if args.set == "both" else [args.set]
     settings = Settings()
-    provider = LocalProvider()
+    # The worker's own path to the provider, so threads and options are the production ones.
+    provider = create_provider("local", settings)
     try:
         warm_up(provider)
         with tempfile.TemporaryDirectory(prefix="imageextract-local-") as folder:

@@ -32,7 +32,8 @@ this machine, so they share the benchmark's clock):
   pre-ping on each checkout is an empty query (``;``) that pg_stat_statements does not see.
   The benchmark's own polling uses a role of its own and is not counted.
 - worker RSS: per worker process tree (the prefork pool: parent plus children, shared
-  pages counted in each), after the warm-up job vs after the measured job; growth in %.
+  pages counted in each), after the warm-up job (a tenth of the images, at least twice the
+  concurrency) vs after the measured job; growth in %.
 """
 
 from __future__ import annotations
@@ -448,7 +449,10 @@ class Bench:
         parallelism: int,
     ) -> RunResult:  # fmt: skip
         """Warm up, then submit ``count`` images and measure until the job has ended."""
-        warm_up = max(2 * parallelism, 10)
+        # Every thread and pooled connection used, and a tenth of the job: a worker grows by
+        # a quarter in its first thousand items (caches, prepared statements per connection)
+        # and by about 1 KB per item after that; the growth figure is meant for the latter.
+        warm_up = max(2 * parallelism, count // 10, 10)
         log(f"{label}: warm-up job of {warm_up} images")
         job_id, _wall, _elapsed = self.submit(warm_up)
         self.wait_for_job(job_id, workers, 300 + warm_up * 2 * self.args.latency, None)
@@ -546,11 +550,9 @@ def fmt_memory(workers: list[WorkerMemory]) -> tuple[str, str]:
     return growth, "; ".join(f"{w.peak_mb:.0f} MB" for w in workers)
 
 
-def fmt_cpu(result: RunResult) -> str:
-    parts = ", ".join(
-        f"{name} {result.cpu_per_image(name) * 1000:.1f}" for name in result.processing_cpu
-    )
-    return f"{result.cpu_per_image() * 1000:.1f} ({parts})"
+def fmt_cpu(cpu: dict[str, float], images: int) -> str:
+    parts = ", ".join(f"{name} {seconds * 1000 / images:.1f}" for name, seconds in cpu.items())
+    return f"{sum(cpu.values()) * 1000 / images:.1f} ({parts})"
 
 
 def report(
@@ -594,8 +596,10 @@ def report(
             "< +10%"),
         row("worker peak RSS", [fmt_memory(r.workers)[1] for r in columns], "—"),
         row("DB statements per item", [f"{r.statements_per_item:.1f}" for r in columns], "—"),
+        row("CPU-ms per image during submit (api, workers, model, postgres, redis)",
+            [fmt_cpu(r.submit_cpu, r.images) for r in columns], "—"),
         row("CPU-ms per image after 202 (api, workers, model, postgres, redis)",
-            [fmt_cpu(r) for r in columns], "—"),
+            [fmt_cpu(r.processing_cpu, r.images) for r in columns], "—"),
         row("core utilisation after 202", [f"{r.utilisation:.2f}" for r in columns], "—"),
     ]  # fmt: skip
     out = [*lines, ""]
