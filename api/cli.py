@@ -231,6 +231,9 @@ def extract(
     else:
         raise click.UsageError("give IMAGES or --manifest")
 
+    if settings.local_engine_threads is None:
+        # One process does all the work here, so the engine may use every core.
+        settings = settings.model_copy(update={"local_engine_threads": os.cpu_count()})
     model = create_provider(provider or settings.model_provider, settings)
     sink = out.open("w") if out is not None else sys.stdout
     failed = 0

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Model calls in flight per worker process (threads of the model queue's pool).
     model_concurrency: int = 32
     max_output_tokens: int = 8192
+    # onnxruntime threads of the local engine per process; None: one (workers run a process
+    # per core), and `imageextract extract` uses every core of its single process.
+    local_engine_threads: int | None = None
     # Images are downscaled so their longer side is at most this before the model sees them.
     max_image_side: int = 2048
     # Decompression-bomb guard: refuse images with more pixels than this.

@@ -17,3 +17,12 @@ __all__ = ["app", "extraction", "jobs", "maintenance", "webhooks"]
 @worker_process_init.connect
 def _fresh_runtime_after_fork(**_kwargs: Any) -> None:
     runtime.forget_runtime()
+    # Prefork children run the local engine (the cpu queue): load its models now rather
+    # than on the first image. Threads-pool workers (remote models) never get here.
+    state = runtime.get_runtime()
+    if state.settings.model_provider == "local":
+        from worker.providers.local import LocalProvider
+
+        provider = state.provider("local")
+        if isinstance(provider, LocalProvider):
+            provider.warm_up()

@@ -48,6 +48,10 @@ class LocalProvider:
         }
         return ModelResult(content=result.content, usage=result.usage, raw=raw)
 
+    def warm_up(self) -> None:
+        """Load the models now, so the first image does not wait for them."""
+        self._engine().warm_up()
+
     def close(self) -> None:
         """Drop the ONNX sessions; the next call would load them again."""
         with self._lock:

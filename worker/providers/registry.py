@@ -18,10 +18,10 @@ def _openai(settings: Settings) -> Provider:
     return OpenAIProvider(settings)
 
 
-def _local(_settings: Settings) -> Provider:
+def _local(settings: Settings) -> Provider:
     from worker.providers.local import LocalProvider
 
-    return LocalProvider()
+    return LocalProvider(threads=settings.local_engine_threads)
 
 
 PROVIDERS: dict[str, Callable[[Settings], Provider]] = {"openai": _openai, "local": _local}
