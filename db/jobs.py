@@ -19,15 +19,16 @@ ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 def add_job(session: Session, job: Job, items: Sequence[dict[str, Any]]) -> None:
     session.add(job)
     session.flush()
-    # One multi-row INSERT per batch; 3000 ORM objects would cost far more.
+    # One multi-row INSERT ... VALUES per batch: an executemany would send one statement
+    # per row, and 3000 ORM objects would cost far more.
     for start in range(0, len(items), 1000):
-        session.execute(
-            insert(JobItem), [dict(row, job_id=job.id) for row in items[start : start + 1000]]
-        )
+        batch = [dict(row, job_id=job.id) for row in items[start : start + 1000]]
+        session.execute(insert(JobItem).values(batch))
 
 
 def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
-    return session.get(Job, job_id)
+    # Always as the database has it: the counter UPDATEs do not refresh loaded objects.
+    return session.get(Job, job_id, populate_existing=True)
 
 
 def get_account_job(session: Session, job_id: uuid.UUID, account_id: uuid.UUID) -> Job | None:
@@ -114,6 +115,11 @@ class ClaimedItem:
     media_type: str | None
 
 
+# The hot-path UPDATEs skip the ORM's synchronisation of loaded objects: nothing they touch
+# is held in the session, and it costs a worker a few milliseconds an image.
+_CORE = {"synchronize_session": False}
+
+
 def claim_item(
     session: Session, item_id: uuid.UUID, *, now: datetime, lease_until: datetime, max_attempts: int
 ) -> ClaimedItem | None:
@@ -124,6 +130,7 @@ def claim_item(
     """
     row = session.execute(
         update(JobItem)
+        .execution_options(**_CORE)
         .where(
             JobItem.id == item_id,
             JobItem.attempts < max_attempts,
@@ -176,7 +183,11 @@ def finish_item(
     values: dict[str, Any],
 ) -> bool:
     """Move an item to its end state; False when someone else already ended it."""
-    query = update(JobItem).where(JobItem.id == item_id, JobItem.status.in_(from_statuses))
+    query = (
+        update(JobItem)
+        .execution_options(**_CORE)
+        .where(JobItem.id == item_id, JobItem.status.in_(from_statuses))
+    )
     if attempt is not None:
         # Only the holder of the latest attempt may write the result.
         query = query.where(JobItem.attempts == attempt)
@@ -215,6 +226,7 @@ def add_to_job_counters(
     refunded = (failed + cancelled) * Job.credits_per_image
     row = session.execute(
         update(Job)
+        .execution_options(**_CORE)
         .where(Job.id == job_id)
         .values(
             items_succeeded=Job.items_succeeded + succeeded,
@@ -240,6 +252,7 @@ def add_to_job_counters(
 def mark_job_running(session: Session, job_id: uuid.UUID, now: datetime) -> None:
     session.execute(
         update(Job)
+        .execution_options(**_CORE)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
         .values(status=JobStatus.RUNNING, started_at=now)
     )
@@ -419,7 +432,8 @@ def reopen_job(session: Session, job_id: uuid.UUID, *, retried: int, extra_credi
         update(Job)
         .where(Job.id == job_id)
         .values(
-            status=JobStatus.QUEUED, finished_at=None, dispatched_at=None,
+            # Running at once: workers that ran the job before do not mark it again.
+            status=JobStatus.RUNNING, finished_at=None, dispatched_at=None,
             items_failed=Job.items_failed - retried,
             credits_reserved=Job.credits_reserved + extra_credits,
         )

@@ -52,7 +52,11 @@ def entries_from_paths(paths: Iterable[Path], prompt: str) -> list[BatchEntry]:
 
 
 def entries_from_manifest(manifest: Path, default_prompt: str | None) -> list[BatchEntry]:
-    """Manifest lines ``{"id"?, "image", "prompt"?}``; image paths are relative to the file."""
+    """Manifest lines ``{"id"?, "image", "prompt"?}``.
+
+    A relative image path is found next to the manifest, else from the working directory
+    (so a manifest made on the fly, ``--manifest <(jq ...)``, works too).
+    """
     entries: list[BatchEntry] = []
     base = manifest.parent
     for number, line in enumerate(manifest.read_text().splitlines(), start=1):
@@ -66,7 +70,9 @@ def entries_from_manifest(manifest: Path, default_prompt: str | None) -> list[Ba
         prompt = row.get("prompt") or default_prompt
         if not prompt:
             raise ValueError(f"{manifest}:{number}: no prompt on the line and none given")
-        path = image if image.is_absolute() else base / image
+        path = image
+        if not image.is_absolute():
+            path = base / image if (base / image).exists() or not image.exists() else image
         entries.append(BatchEntry(id=str(row.get("id", path.stem)), image=path, prompt=prompt))
     return entries
 

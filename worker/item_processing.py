@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -21,16 +20,11 @@ from db.engine import unit_of_work
 from db.models import ItemStatus, JobStatus
 from worker.image_fetch import fetch_image
 from worker.images import prepare_image
+from worker.job_snapshots import JobSnapshot
 from worker.providers.base import ExtractionRequest, Scene
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class JobSnapshot:
-    provider: str
-    request: ExtractionRequest
 
 
 def process_item(runtime: WorkerRuntime, item_id: uuid.UUID) -> None:
@@ -48,21 +42,24 @@ def process_item(runtime: WorkerRuntime, item_id: uuid.UUID) -> None:
         if claimed is None:
             _fail_if_out_of_attempts(runtime, session, item_id)
             return
-        job = jobs_repository.get_job(session, claimed.job_id)
-        if job is None:  # the job was purged while this message waited
-            return
-        if job.status == JobStatus.QUEUED:
-            jobs_repository.mark_job_running(session, job.id, now)
-        snapshot = JobSnapshot(
-            provider=job.provider,
-            request=ExtractionRequest(
-                prompt=job.prompt,
-                json_mode=job.json_mode,
-                scene=Scene(job.scene),
-                max_tokens=settings.max_output_tokens,
-                model=job.model,
-            ),
-        )
+        snapshot = runtime.snapshots.get(claimed.job_id)
+        if snapshot is None:
+            job = jobs_repository.get_job(session, claimed.job_id)
+            if job is None:  # the job was purged while this message waited
+                return
+            if job.status == JobStatus.QUEUED:
+                jobs_repository.mark_job_running(session, job.id, now)
+            snapshot = JobSnapshot(
+                provider=job.provider,
+                request=ExtractionRequest(
+                    prompt=job.prompt,
+                    json_mode=job.json_mode,
+                    scene=Scene(job.scene),
+                    max_tokens=settings.max_output_tokens,
+                    model=job.model,
+                ),
+            )
+            runtime.snapshots.put(claimed.job_id, snapshot)
 
     name = f"images[{claimed.index}]"
     outcome = _run_model(runtime, claimed, snapshot, name)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import Settings, get_settings
 from core.storage import ImageStore
 from db.engine import make_engine, make_session_factory
+from worker.job_snapshots import JobSnapshots
 from worker.providers.base import Provider
 from worker.providers.registry import create_provider
 
@@ -25,6 +26,7 @@ class WorkerRuntime:
     session_factory: sessionmaker[Session]
     store: ImageStore
     fetch_client: httpx.Client
+    snapshots: JobSnapshots = field(default_factory=JobSnapshots)
     _providers: dict[str, Provider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

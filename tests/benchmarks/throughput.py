@@ -352,13 +352,19 @@ class Bench:
         ).stdout  # fmt: skip
 
     def start_workers(self, pool: str, concurrencies: list[int], label: str) -> list[Service]:
+        """Threads workers for the model queue plus a small one for dispatch and upkeep (the
+        production shape); the naive baseline takes both queues in one prefork worker."""
         workers = []
+        queues = ["model"] if pool == "threads" else ["default", "model"]
         for number, concurrency in enumerate(concurrencies, start=1):
             env = dict(self.env)
             if pool == "threads":
                 env["IMAGEEXTRACT_MODEL_CONCURRENCY"] = str(concurrency)
-            command = worker_command(["default", "model"], pool, concurrency, f"{label}{number}@%h")
+            command = worker_command(queues, pool, concurrency, f"{label}{number}@%h")
             workers.append(self.start(f"worker-{label}{number}", command, env))
+        if pool == "threads":
+            command = worker_command(["default"], "threads", 4, f"{label}-control@%h")
+            workers.append(self.start(f"worker-{label}-control", command, dict(self.env)))
         for worker in workers:
             wait_for_log(worker, "ready.")
         return workers

@@ -56,7 +56,7 @@ def test_retry_runs_failed_images_again_charging_only_for_them(
     fake_model(error_rate=0.0)
     retried = caller.client.post(f"/v1/jobs/{job_id}/retry")
     assert retried.status_code == 202, retried.text
-    assert retried.json()["status"] == "queued"
+    assert retried.json()["status"] == "running"
     job = wait_for_job(caller.client, job_id)
     assert job["status"] == "succeeded"
     assert job["counts"]["succeeded"] == 3
