@@ -118,6 +118,13 @@ def missing_message(names: list[str]) -> str:
     return f"missing required field{'s' if len(names) > 1 else ''}: {', '.join(names)}"
 
 
+def require(checks: list[tuple[str, bool]]) -> None:
+    """MissingField naming every field whose check is False, all at once."""
+    missing = [name for name, present in checks if not present]
+    if missing:
+        raise MissingField(missing_message(missing), input=missing[0])
+
+
 class _StyledRoute(APIRoute):
     @staticmethod
     def render_error(kind: ErrorKind, message: str) -> JSONResponse:

@@ -99,6 +99,25 @@ def session_factory(settings: Any) -> Any:
     return make_session_factory(make_engine(settings.resolved_database_url))
 
 
+def _run_until_stopped(
+    command: list[str], env: dict[str, str], log: Path, ready_text: str
+) -> Iterator[Path]:
+    """Start a process, wait until its log says it is ready, yield the log, stop it."""
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"),
+                               stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while ready_text not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{command[3:6]} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    yield log
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 @pytest.fixture(scope="session")
 def worker_process(services: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One real Celery worker process: threads pool, many model calls in flight."""
@@ -108,21 +127,7 @@ def worker_process(services: Stack, tmp_path_factory: pytest.TempPathFactory) ->
         "--queues", "default,model", "--pool", "threads", "--concurrency", "32",
         "--hostname", "test@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **services.env}, stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while "ready." not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    yield log
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    yield from _run_until_stopped(command, {**os.environ, **services.env}, log, "ready.")
 
 
 @pytest.fixture(scope="session")
@@ -238,18 +243,4 @@ def beat_process(services: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", "INFO",
         "--schedule", str(folder / "celerybeat-schedule"),
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **services.env}, stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while "beat: Starting" not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"beat did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    yield log
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    yield from _run_until_stopped(command, {**os.environ, **services.env}, log, "beat: Starting")

@@ -15,8 +15,8 @@ from PIL import Image
 from api.compat_errors import (
     DumplingAIRoute,
     dumplingai_error_response,
-    missing_message,
     parse_fields,
+    require,
 )
 from api.dependencies import ShortAccountDep, StateDep
 from api.intake import IntakeRules
@@ -31,7 +31,7 @@ from api.schemas.dumplingai import (
 )
 from api.schemas.jobs import JobAccepted
 from core import jobs as jobs_service
-from core.errors import ErrorKind, InvalidRequest, MissingField, ModelTimeout
+from core.errors import ErrorKind, InvalidRequest, ModelTimeout
 from db.models import ItemStatus, JobItem
 
 router = APIRouter(prefix="/api/v1", tags=["dumplingai"], route_class=DumplingAIRoute)
@@ -85,17 +85,13 @@ def _check_fields(fields: dict[str, Any], image_count: int) -> None:
         value = fields.get(name)
         return value is not None and not (isinstance(value, str) and not value.strip())
 
-    missing = [
-        name
-        for name, present in (
+    require(
+        [
             ("inputMethod", given("inputMethod")),
             ("images", image_count > 0),
             ("prompt", given("prompt")),
-        )
-        if not present
-    ]
-    if missing:
-        raise MissingField(missing_message(missing), input=missing[0])
+        ]
+    )
 
 
 class _Body:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.compat_errors import U1Route, missing_message, parse_fields, u1_error_response
+from api.compat_errors import U1Route, parse_fields, require, u1_error_response
 from api.dependencies import ShortAccountDep, StateDep
 from api.intake import IntakeRules
 from api.routes.jobs import accept_job, wait_for_end
@@ -22,7 +22,7 @@ from api.schemas.u1 import (
     U1Usage,
 )
 from core import jobs as jobs_service
-from core.errors import ErrorKind, InvalidRequest, MissingField, ModelTimeout
+from core.errors import ErrorKind, InvalidRequest, ModelTimeout
 from core.image_formats import ImageFormat
 from db.models import ItemStatus
 
@@ -46,17 +46,7 @@ def _check_fields(fields: dict[str, Any], image_count: int) -> None:
         value = fields.get(name)
         return isinstance(value, str) and bool(value.strip())
 
-    missing = [
-        name
-        for name, present in (
-            ("model", given("model")),
-            ("image", image_count > 0),
-            ("prompt", given("prompt")),
-        )
-        if not present
-    ]
-    if missing:
-        raise MissingField(missing_message(missing), input=missing[0])
+    require([("model", given("model")), ("image", image_count > 0), ("prompt", given("prompt"))])
 
 
 class _Form:
