@@ -79,7 +79,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def faulty() -> Iterator[FaultStack]:
+def faults_stack() -> Iterator[FaultStack]:
     work = Path(tempfile.mkdtemp(prefix="imageextract-faults-"))
     with stack.postgres() as database_url, stack.redis(work / "redis") as broker_url:
         model_port, api_port = stack.free_port(), stack.free_port()
@@ -273,11 +273,3 @@ def test_restart_of_postgres(faults_stack: FaultStack) -> None:
     _wait_for_progress(faults, job_id, 100)
     stack.restart(faults.database_url)
     _check_and_record(faults, job_id, "restart of Postgres", 1)
-
-
-@pytest.fixture(scope="module")
-def faults_stack(faulty: FaultStack) -> Iterator[FaultStack]:
-    yield faulty
-    print("\nfault figures:")
-    for row in FIGURES:
-        print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
