@@ -7,7 +7,7 @@ after that commit.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,7 +157,6 @@ class ItemOutcome:
     model_ms: int | None = None
     error_code: str | None = None
     error_message: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def record_item_outcome(
