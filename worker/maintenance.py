@@ -11,6 +11,7 @@ Every step only publishes messages that are safe to run twice.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -76,28 +77,47 @@ def finalize_stuck_jobs(runtime: WorkerRuntime) -> int:
 def delete_orphan_files(runtime: WorkerRuntime, *, older_than: timedelta = ORPHAN_FILE_AGE) -> int:
     """Delete stored files that no item needs: not queued or running, and not a recent
     retryable failure kept for /retry."""
-    cutoff = time.time() - older_than.total_seconds()
-    store = runtime.store
     deleted = 0
-    for folder in [path for path in store.root.iterdir() if path.is_dir()]:
-        old = [f for f in folder.iterdir() if f.is_file() and f.stat().st_mtime < cutoff]
-        if not old:
-            continue
+    for folder in [path for path in runtime.store.root.iterdir() if path.is_dir()]:
         try:
             job_id = uuid.UUID(folder.name)
         except ValueError:
             continue
-        kept_since = jobs_service.utcnow() - runtime.settings.failed_image_retention
-        with unit_of_work(runtime.session_factory) as session:
-            live = jobs_repository.live_storage_keys(session, [job_id])
-            live |= jobs_repository.kept_failed_keys(
-                session, [job_id], jobs_service.RETRYABLE_CODES, kept_since
-            )
-        for path in old:
-            key = f"{folder.name}/{path.name}"
-            if key not in live:
-                store.delete(key)
-                deleted += 1
+        deleted += delete_unneeded_files(runtime, job_id, older_than=older_than)
+    return deleted
+
+
+def delete_unneeded_files(
+    runtime: WorkerRuntime, job_id: uuid.UUID, *, older_than: timedelta | None = None
+) -> int:
+    """Delete the job's files that no item needs (only those older than ``older_than``).
+
+    Run when a job ends, it catches files whose worker died between recording the outcome
+    and deleting the file.
+    """
+    cutoff = time.time() - older_than.total_seconds() if older_than is not None else None
+    folder = runtime.store.root / str(job_id)
+    files = []
+    try:  # workers delete files (and the emptied folder) all the while
+        for entry in os.scandir(folder):
+            if entry.is_file() and (cutoff is None or entry.stat().st_mtime < cutoff):
+                files.append(entry.name)
+    except FileNotFoundError:
+        pass
+    if not files:
+        return 0
+    kept_since = jobs_service.utcnow() - runtime.settings.failed_image_retention
+    with unit_of_work(runtime.session_factory) as session:
+        needed = jobs_repository.live_storage_keys(session, [job_id])
+        needed |= jobs_repository.kept_failed_keys(
+            session, [job_id], jobs_service.RETRYABLE_CODES, kept_since
+        )
+    deleted = 0
+    for name in files:
+        key = f"{job_id}/{name}"
+        if key not in needed:
+            runtime.store.delete(key)
+            deleted += 1
     return deleted
 
 

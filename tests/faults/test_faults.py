@@ -211,9 +211,16 @@ def _check_and_record(faults: FaultStack, job_id: str, fault: str, injected: int
     assert (counters[1], counters[2]) == (by_status.get("failed", 0), by_status.get("cancelled", 0))
     assert ledger.get("capture", 0) + ledger.get("refund", 0) == ledger["reserve"] == counters[3]
     assert balance == ledger_sum >= 0
+    # Only images that failed for a passing reason keep their file (for /retry). The rest
+    # go as their items end, or when the job ends (a worker killed between recording an
+    # outcome and deleting the file), just after the job's final status is committed.
     root = faults.data_dir / "images"
-    left = {str(p.relative_to(root)) for p in (root / job_id).glob("*") if p.is_file()}
-    # Only images that failed for a passing reason keep their file (for /retry).
+    deadline = time.monotonic() + 15
+    while True:
+        left = {str(p.relative_to(root)) for p in (root / job_id).glob("*") if p.is_file()}
+        if left <= kept or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert left <= kept, (left - kept, _grep_logs(faults, sorted(left - kept)))
 
 

@@ -187,3 +187,31 @@ def test_an_item_whose_worker_vanished_runs_again_after_its_lease(
     item = caller.client.get(f"/v1/jobs/{job_id}/items").json()["items"][0]
     assert item["attempts"] == 2
     assert item["content"] is not None
+
+
+def test_files_left_by_a_worker_that_died_after_recording_go_when_the_job_ends(
+    caller: Caller, runtime: Any, session_factory: Any, services: Stack
+) -> None:
+    from core import broker
+    from core.broker import TaskName
+    from db.models import Job
+
+    job_id = _submit(caller, 2)
+    wait_for_job(caller.client, job_id)
+    # As if a worker recorded the second image's success and was killed before deleting
+    # its file: the job is complete but not finalized, and the file is still there.
+    with runtime.store.open_for_write(f"{job_id}/00001") as handle:
+        handle.write(png_for(1))
+    with session_factory() as session:
+        session.execute(
+            update(Job).where(Job.id == uuid.UUID(job_id)).values(
+                status="running", finished_at=None,
+            )
+        )  # fmt: skip
+        session.commit()
+    broker.send(TaskName.FINALIZE_JOB, job_id)
+    assert wait_for_job(caller.client, job_id)["status"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while _files(services) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _files(services) == []

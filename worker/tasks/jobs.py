@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 from core import jobs as jobs_service
 from core.broker import TaskName, celery_app
 from db.engine import unit_of_work
-from worker import dispatch
+from worker import dispatch, maintenance
 from worker.runtime import get_runtime
 
 _RETRY = {
@@ -33,4 +33,7 @@ def finalize_job(job_id: str) -> None:
     """Give the job its final status and settle its credits (idempotent)."""
     runtime = get_runtime()
     with unit_of_work(runtime.session_factory) as session:
-        jobs_service.finalize_job(session, runtime.settings, uuid.UUID(job_id))
+        finished = jobs_service.finalize_job(session, runtime.settings, uuid.UUID(job_id))
+    if finished is not None:
+        # Files a worker left behind when it died after recording its item's outcome.
+        maintenance.delete_unneeded_files(runtime, uuid.UUID(job_id))
