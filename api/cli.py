@@ -157,12 +157,18 @@ def beat() -> None:
 @main.command()
 @click.option("--queues", default="default,model", show_default=True)
 @click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default="threads")
-@click.option("--concurrency", type=int, default=None, help="default: model_concurrency setting")
+@click.option(
+    "--concurrency",
+    type=int,
+    default=None,
+    help="Celery threads or processes; default: threads enough for model_concurrency model "
+    "calls in flight, one process per core for prefork",
+)
 def worker(queues: str, pool: str, concurrency: int | None) -> None:
     """Run a worker. Threads for the model queue (many calls in flight), prefork for cpu."""
     settings = get_settings()
     if concurrency is None:
-        concurrency = settings.model_concurrency if pool == "threads" else (os.cpu_count() or 1)
+        concurrency = settings.worker_threads if pool == "threads" else (os.cpu_count() or 1)
     name = "io@%h" if pool == "threads" else "cpu@%h"
     command = worker_command(queues.split(","), pool, concurrency, name)
     os.execv(command[0], command)  # noqa: S606 — we built the argument list ourselves
@@ -286,7 +292,7 @@ def serve(host: str, port: int) -> None:
     env.setdefault("IMAGEEXTRACT_PUBLIC_BASE_URL", base_url)
     workers = [
         subprocess.Popen(  # noqa: S603 — our own argument list, no shell
-            worker_command(["default", "model"], "threads", settings.model_concurrency, "io@%h"),
+            worker_command(["default", "model"], "threads", settings.worker_threads, "io@%h"),
             env=env,
         ),
         subprocess.Popen(worker_command(["cpu"], "prefork", cores, "cpu@%h"), env=env),  # noqa: S603

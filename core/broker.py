@@ -21,7 +21,7 @@ from core.settings import Settings, get_settings
 class TaskName(enum.StrEnum):
     DISPATCH_JOB = "jobs.dispatch_job"
     FINALIZE_JOB = "jobs.finalize_job"
-    PROCESS_ITEM = "extraction.process_item"
+    PROCESS_ITEMS = "extraction.process_items"
     DELIVER_WEBHOOKS = "webhooks.deliver_due"
     MAINTENANCE_SWEEP = "maintenance.sweep"
 
@@ -104,13 +104,13 @@ _PENDING = "imageextract.pending_tasks"
 
 
 def enqueue_after_commit(
-    session: Session, name: TaskName, *args: str, queue: Queue | None = None
+    session: Session, name: TaskName, *args: str | list[str], queue: Queue | None = None
 ) -> None:
     """Buffer a task message; it is sent only once the session's transaction commits."""
     session.info.setdefault(_PENDING, []).append((name, args, queue))
 
 
-def send(name: TaskName, *args: str, queue: Queue | None = None) -> None:
+def send(name: TaskName, *args: str | list[str], queue: Queue | None = None) -> None:
     celery_app.send_task(str(name), args=list(args), queue=str(queue) if queue else None)
 
 

@@ -7,7 +7,8 @@ after that commit.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,12 @@ class StagedImage:
 
 def model_queue(provider: str) -> Queue:
     return Queue.CPU if provider == "local" else Queue.MODEL
+
+
+def batch_size(settings: Settings, queue: Queue) -> int:
+    """Images per process_items message. The local engine takes one: a process runs one
+    image at a time on a core, so a batch would keep the other cores idle."""
+    return 1 if queue == Queue.CPU else settings.dispatch_batch_size
 
 
 def submit_job(
@@ -157,6 +164,22 @@ class ItemOutcome:
     model_ms: int | None = None
     error_code: str | None = None
     error_message: str | None = None
+    # When the attempt ended; outcomes are written a moment later, several at once.
+    finished_at: datetime = field(default_factory=utcnow)
+
+
+def _outcome_values(outcome: ItemOutcome) -> dict[str, Any]:
+    return {
+        "status": ItemStatus.SUCCEEDED if outcome.succeeded else ItemStatus.FAILED,
+        "finished_at": outcome.finished_at,
+        "content": outcome.content,
+        "parsed": outcome.parsed,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+        "model_ms": outcome.model_ms,
+    }
 
 
 def record_item_outcome(
@@ -166,43 +189,68 @@ def record_item_outcome(
     attempt: int | None,
     outcome: ItemOutcome,
 ) -> bool:
-    """Store the outcome and count it towards the job, exactly once.
+    """Store one outcome and count it towards the job, exactly once.
 
-    The item's UPDATE only matches while it is still running under this attempt, so a
-    duplicate delivery that ran late changes nothing. The last item queues finalize_job.
+    With an attempt, see record_attempt_outcomes. Without one (an item given up on after
+    its last holder vanished), the item ends from queued or running, whoever held it.
     """
-    values: dict[str, Any] = {
-        "status": ItemStatus.SUCCEEDED if outcome.succeeded else ItemStatus.FAILED,
-        "finished_at": utcnow(),
-        "content": outcome.content,
-        "parsed": outcome.parsed,
-        "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
-        "error_code": outcome.error_code,
-        "error_message": outcome.error_message,
-        "model_ms": outcome.model_ms,
-    }
-    from_statuses = (
-        [ItemStatus.RUNNING] if attempt is not None else [ItemStatus.QUEUED, ItemStatus.RUNNING]
-    )
+    if attempt is not None:
+        return bool(record_attempt_outcomes(session, job_id, [(item_id, attempt, outcome)]))
     if not jobs_repository.finish_item(
-        session, item_id, from_statuses=from_statuses, attempt=attempt, values=values
+        session,
+        item_id,
+        from_statuses=[ItemStatus.QUEUED, ItemStatus.RUNNING],
+        attempt=None,
+        values=_outcome_values(outcome),
     ):
         return False
+    _count_towards_job(session, job_id, [outcome])
+    return True
+
+
+def record_attempt_outcomes(
+    session: Session, job_id: uuid.UUID, attempts: Sequence[tuple[uuid.UUID, int, ItemOutcome]]
+) -> set[uuid.UUID]:
+    """Store the outcomes of a job's attempts and count them towards the job, exactly once.
+
+    An item's UPDATE only matches while it is still running under that attempt, so a
+    duplicate delivery that ran late changes nothing. One counter UPDATE (the fan-in)
+    covers them all, and the job's last item queues finalize_job. Returns the items
+    whose outcome was stored.
+    """
+    written = set(
+        jobs_repository.finish_attempts(
+            session,
+            [
+                jobs_repository.ItemEnd(item_id, attempt, _outcome_values(outcome))
+                for item_id, attempt, outcome in attempts
+            ],
+        )
+    )
+    if written:
+        _count_towards_job(
+            session, job_id, [outcome for item_id, _a, outcome in attempts if item_id in written]
+        )
+    return written
+
+
+def _count_towards_job(
+    session: Session, job_id: uuid.UUID, outcomes: Sequence[ItemOutcome]
+) -> None:
+    succeeded = sum(1 for outcome in outcomes if outcome.succeeded)
     progress = jobs_repository.add_to_job_counters(
         session,
         job_id,
-        succeeded=1 if outcome.succeeded else 0,
-        failed=0 if outcome.succeeded else 1,
-        prompt_tokens=outcome.prompt_tokens,
-        completion_tokens=outcome.completion_tokens,
+        succeeded=succeeded,
+        failed=len(outcomes) - succeeded,
+        prompt_tokens=sum(outcome.prompt_tokens for outcome in outcomes),
+        completion_tokens=sum(outcome.completion_tokens for outcome in outcomes),
     )
     credits_service.refund(
-        session, progress.account_id, job_id, progress.refunded, note="failed image"
+        session, progress.account_id, job_id, progress.refunded, note="failed images"
     )
     if progress.complete:
         broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job_id))
-    return True
 
 
 def final_status(job: Job) -> JobStatus:
@@ -213,6 +261,12 @@ def final_status(job: Job) -> JobStatus:
     if job.items_succeeded > 0:
         return JobStatus.PARTIALLY_SUCCEEDED
     return JobStatus.FAILED
+
+
+def is_ready_to_finalize(session: Session, job_id: uuid.UUID) -> bool:
+    """Every item of the job has ended and the job has not been finalized yet."""
+    job = jobs_repository.get_job(session, job_id)
+    return job is not None and job.finished_at is None and job.items_finished >= job.item_count
 
 
 def finalize_job(session: Session, settings: Settings, job_id: uuid.UUID) -> Job | None:

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     model_max_retries: int = 4
     model_retry_base: timedelta = timedelta(seconds=1)
     model_retry_max: timedelta = timedelta(seconds=30)
-    # Model calls in flight per worker process (threads of the model queue's pool).
+    # Model calls in flight per worker process (its model threads).
     model_concurrency: int = 32
     max_output_tokens: int = 8192
     # onnxruntime threads of the local engine per process; None: one (workers run a process
@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     max_item_attempts: int = 3
     item_lease: timedelta = timedelta(minutes=10)
     dispatch_chunk_size: int = 500
+    # Images per process_items message on the model queue: one message, one claim and
+    # one outcome write serve this many images (the local engine's cpu queue takes one).
+    dispatch_batch_size: int = Field(default=16, ge=1, le=500)
 
     credits_per_job: int = 10
     credits_per_image: int = 1
@@ -139,6 +142,12 @@ class Settings(BaseSettings):
     @property
     def is_embedded_broker(self) -> bool:
         return self.resolved_broker_url.startswith("filesystem://")
+
+    @property
+    def worker_threads(self) -> int:
+        """Celery threads of a threads-pool worker: enough process_items messages in hand
+        to keep every model thread busy, and a few for the default queue's short tasks."""
+        return -(-self.model_concurrency // self.dispatch_batch_size) + 4
 
 
 @lru_cache(maxsize=1)

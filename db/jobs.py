@@ -6,9 +6,22 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from db.models import ItemStatus, Job, JobItem, JobStatus
@@ -19,11 +32,11 @@ ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 def add_job(session: Session, job: Job, items: Sequence[dict[str, Any]]) -> None:
     session.add(job)
     session.flush()
-    # One multi-row INSERT ... VALUES per batch: an executemany would send one statement
-    # per row, and 3000 ORM objects would cost far more.
-    for start in range(0, len(items), 1000):
-        batch = [dict(row, job_id=job.id) for row in items[start : start + 1000]]
-        session.execute(insert(JobItem).values(batch))
+    # A Core executemany of one cached statement (psycopg pipelines it): a multi-row
+    # VALUES would be compiled afresh for every job, and ORM objects cost far more.
+    session.connection().execute(
+        insert(cast(Table, JobItem.__table__)), [dict(row, job_id=job.id) for row in items]
+    )
 
 
 def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
@@ -120,54 +133,72 @@ class ClaimedItem:
 _CORE = {"synchronize_session": False}
 
 
-def claim_item(
-    session: Session, item_id: uuid.UUID, *, now: datetime, lease_until: datetime, max_attempts: int
-) -> ClaimedItem | None:
-    """Take an item that is queued, or whose previous holder's lease ran out.
-
-    Returns None when the item is done, cancelled, held by another worker, or out of
-    attempts; the UPDATE makes the check and the take one atomic step.
-    """
-    row = session.execute(
-        update(JobItem)
-        .execution_options(**_CORE)
-        .where(
-            JobItem.id == item_id,
-            JobItem.attempts < max_attempts,
-            or_(
-                JobItem.status == ItemStatus.QUEUED,
-                and_(JobItem.status == ItemStatus.RUNNING, JobItem.lease_expires_at < now),
-            ),
+# The hot path's statements, built once: building them per call costs more than running them.
+_items = cast(Table, JobItem.__table__)
+_jobs = cast(Table, Job.__table__)
+_now = bindparam("now", type_=_items.c.lease_expires_at.type)
+_CLAIM = (
+    update(_items)
+    .where(
+        _items.c.id.in_(
+            select(_items.c.id)
+            .where(
+                _items.c.id.in_(bindparam("ids", expanding=True)),
+                _items.c.attempts < bindparam("max_attempts"),
+                or_(
+                    _items.c.status == ItemStatus.QUEUED,
+                    and_(_items.c.status == ItemStatus.RUNNING, _items.c.lease_expires_at < _now),
+                ),
+            )
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
-        .values(
-            status=ItemStatus.RUNNING,
-            attempts=JobItem.attempts + 1,
-            lease_expires_at=lease_until,
-            started_at=func.coalesce(JobItem.started_at, now),
-        )
-        .returning(
-            JobItem.id,
-            JobItem.job_id,
-            JobItem.index,
-            JobItem.attempts,
-            JobItem.source_kind,
-            JobItem.source_url,
-            JobItem.storage_key,
-            JobItem.media_type,
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    return ClaimedItem(
-        id=row[0],
-        job_id=row[1],
-        index=row[2],
-        attempts=row[3],
-        source_kind=row[4],
-        source_url=row[5],
-        storage_key=row[6],
-        media_type=row[7],
     )
+    .values(
+        status=ItemStatus.RUNNING,
+        attempts=_items.c.attempts + 1,
+        lease_expires_at=bindparam("lease_until", type_=_items.c.lease_expires_at.type),
+        started_at=func.coalesce(_items.c.started_at, _now),
+    )
+    .returning(
+        _items.c.id,
+        _items.c.job_id,
+        _items.c.index,
+        _items.c.attempts,
+        _items.c.source_kind,
+        _items.c.source_url,
+        _items.c.storage_key,
+        _items.c.media_type,
+    )
+)
+_FINISH_ATTEMPT = update(_items).where(
+    _items.c.id == bindparam("b_id"),
+    _items.c.attempts == bindparam("b_attempt"),
+    _items.c.status == ItemStatus.RUNNING,
+)
+
+
+def claim_items(
+    session: Session,
+    item_ids: Sequence[uuid.UUID],
+    *,
+    now: datetime,
+    lease_until: datetime,
+    max_attempts: int,
+) -> list[ClaimedItem]:
+    """Take the items that are queued, or whose previous holder's lease ran out.
+
+    Items that are done, cancelled, out of attempts, or locked by another transaction at
+    this moment (a claim of the same message delivered twice, a cancel) are left out. The
+    rows are locked with SKIP LOCKED, so two claims or a claim and a cancel never wait on
+    each other, let alone deadlock; the UPDATE makes the check and the take one step.
+    """
+    rows = session.connection().execute(
+        _CLAIM,
+        {"ids": list(item_ids), "max_attempts": max_attempts, "now": now,
+         "lease_until": lease_until},
+    )  # fmt: skip
+    return sorted((ClaimedItem(*row) for row in rows), key=lambda item: item.index)
 
 
 def get_item(session: Session, item_id: uuid.UUID) -> JobItem | None:
@@ -196,6 +227,45 @@ def finish_item(
 
 
 @dataclass(frozen=True, slots=True)
+class ItemEnd:
+    """The end of one attempt at an item: the columns to write."""
+
+    item_id: uuid.UUID
+    attempt: int
+    values: dict[str, Any]
+
+
+def finish_attempts(session: Session, ends: Sequence[ItemEnd]) -> list[uuid.UUID]:
+    """Write the outcomes of running attempts; returns the items whose attempt was current.
+
+    An item that another worker re-claimed after this attempt's lease ran out is left to
+    that worker. All the rows go in one executemany; only when one of them did not match
+    (rare: a lease ran out) are they written again one by one, to learn which.
+    """
+    if not ends:
+        return []
+    statement = _FINISH_ATTEMPT
+    params = [
+        {"b_id": end.item_id, "b_attempt": end.attempt, "lease_expires_at": None, **end.values}
+        for end in ends
+    ]
+    # SQLite (one process at a time, few rows) goes row by row: pysqlite's SAVEPOINTs
+    # are unreliable.
+    if len(ends) > 1 and session.get_bind().dialect.name == "postgresql":
+        savepoint = session.begin_nested()
+        result = session.connection().execute(statement, params)
+        if result.rowcount == len(ends):
+            savepoint.commit()
+            return [end.item_id for end in ends]
+        savepoint.rollback()
+    written = []
+    for end, row in zip(ends, params, strict=True):
+        if session.connection().execute(statement, row).rowcount:
+            written.append(end.item_id)
+    return written
+
+
+@dataclass(frozen=True, slots=True)
 class JobProgress:
     finished: int
     item_count: int
@@ -207,6 +277,32 @@ class JobProgress:
     @property
     def complete(self) -> bool:
         return self.finished >= self.item_count
+
+
+def _count(name: str) -> BindParameter[int]:
+    return bindparam(name, type_=Integer())
+
+
+_ADD_TO_COUNTERS = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id", type_=_jobs.c.id.type))
+    .values(
+        items_succeeded=_jobs.c.items_succeeded + _count("succeeded"),
+        items_failed=_jobs.c.items_failed + _count("failed"),
+        items_cancelled=_jobs.c.items_cancelled + _count("cancelled"),
+        prompt_tokens=_jobs.c.prompt_tokens + _count("prompt_tokens"),
+        completion_tokens=_jobs.c.completion_tokens + _count("completion_tokens"),
+        credits_refunded=_jobs.c.credits_refunded
+        + (_count("failed") + _count("cancelled")) * _jobs.c.credits_per_image,
+    )
+    .returning(
+        _jobs.c.items_succeeded + _jobs.c.items_failed + _jobs.c.items_cancelled,
+        _jobs.c.item_count,
+        _jobs.c.status,
+        _jobs.c.account_id,
+        (_count("failed") + _count("cancelled")) * _jobs.c.credits_per_image,
+    )
+)
 
 
 def add_to_job_counters(
@@ -223,27 +319,9 @@ def add_to_job_counters(
 
     Failed and cancelled images are refunded at the job's per-image price here too.
     """
-    refunded = (failed + cancelled) * Job.credits_per_image
-    row = session.execute(
-        update(Job)
-        .execution_options(**_CORE)
-        .where(Job.id == job_id)
-        .values(
-            items_succeeded=Job.items_succeeded + succeeded,
-            items_failed=Job.items_failed + failed,
-            items_cancelled=Job.items_cancelled + cancelled,
-            prompt_tokens=Job.prompt_tokens + prompt_tokens,
-            completion_tokens=Job.completion_tokens + completion_tokens,
-            credits_refunded=Job.credits_refunded + refunded,
-        )
-        .returning(
-            Job.items_succeeded + Job.items_failed + Job.items_cancelled,
-            Job.item_count,
-            Job.status,
-            Job.account_id,
-            (failed + cancelled) * Job.credits_per_image,
-        )
-    ).one()
+    counts = {"job_id": job_id, "succeeded": succeeded, "failed": failed, "cancelled": cancelled,
+              "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}  # fmt: skip
+    row = session.connection().execute(_ADD_TO_COUNTERS, counts).one()
     return JobProgress(
         finished=row[0], item_count=row[1], status=row[2], account_id=row[3], refunded=row[4]
     )

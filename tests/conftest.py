@@ -33,6 +33,14 @@ class Stack:
     model_url: str
     env: dict[str, str]
 
+    def stored_files(self) -> list[str]:
+        """Temporary images left in storage (workers may be deleting some meanwhile)."""
+        root = self.data_dir / "images"
+        found = []
+        for directory, _dirs, names in os.walk(root):  # skips folders that vanish
+            found.extend(str(Path(directory, name).relative_to(root)) for name in names)
+        return sorted(found)
+
 
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -119,12 +127,15 @@ def _run_until_stopped(
 
 
 @pytest.fixture(scope="session")
-def worker_process(services: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def worker_process(
+    services: Stack, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """One real Celery worker process: threads pool, many model calls in flight."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     command = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--queues", "default,model", "--pool", "threads", "--concurrency", "32",
+        "--queues", "default,model", "--pool", "threads",
+        "--concurrency", str(settings.worker_threads),
         "--hostname", "test@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     yield from _run_until_stopped(command, {**os.environ, **services.env}, log, "ready.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery.signals import worker_process_init
@@ -11,6 +12,8 @@ from worker import runtime
 from worker.tasks import extraction, jobs, maintenance, webhooks
 
 app = celery_app
+# httpx logs every request at INFO: one line per image, at a cost a busy worker notices.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 __all__ = ["app", "extraction", "jobs", "maintenance", "webhooks"]
 
 

@@ -1,4 +1,4 @@
-"""Publishing one process_item message per item, in chunks, ids only."""
+"""Publishing process_items messages for a job's queued items: ids only, a few per message."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from worker.runtime import WorkerRuntime
 def dispatch_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> int:
     """Send the job's queued items to the model queue; returns how many were sent.
 
-    Running it twice sends duplicates, which process_item drops when it cannot claim them.
+    Running it twice sends duplicates, which process_items drops when it cannot claim them.
     """
     with unit_of_work(runtime.session_factory) as session:
         job = jobs_repository.get_job(session, job_id)
         if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return 0
         queue = jobs_service.model_queue(job.provider)
+    batch_size = jobs_service.batch_size(runtime.settings, queue)
     sent, after = 0, -1
     while True:
         with unit_of_work(runtime.session_factory) as session:
@@ -31,8 +32,9 @@ def dispatch_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> int:
             )
         if not chunk:
             break
-        for item_id, _index in chunk:
-            broker.send(TaskName.PROCESS_ITEM, str(item_id), queue=queue)
+        ids = [str(item_id) for item_id, _index in chunk]
+        for start in range(0, len(ids), batch_size):
+            broker.send(TaskName.PROCESS_ITEMS, ids[start : start + batch_size], queue=queue)
         sent += len(chunk)
         after = chunk[-1][1]
     with unit_of_work(runtime.session_factory) as session:

@@ -1,15 +1,22 @@
-"""One image through the model: claim, load, normalise, call, store, delete the file.
+"""Images through the model: claim, load, normalise, call, store, delete the files.
 
-No database session is open while the model works: a short one claims the item, another
-writes the outcome.
+A process_items message carries a few item ids of one job. The task claims them as the
+process's model threads free up (one UPDATE for all it can start), runs each on a model
+thread, and writes the outcomes that are ready in one transaction: the items, the job's
+counters and any refund. No database session is open while the model works.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core import jobs as jobs_service
@@ -26,49 +33,176 @@ from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
+# Outcomes wait at most this long to be written with others (when more are on the way).
+WRITE_EVERY = 0.1
+# Writing outcomes through a database restart: tries, and the first pause (doubling).
+WRITE_TRIES = 6
+WRITE_PAUSE = 0.5
 
-def process_item(runtime: WorkerRuntime, item_id: uuid.UUID) -> None:
-    """Run one item; a no-op when it is done, cancelled, or held by another worker."""
+Done = tuple[jobs_repository.ClaimedItem, jobs_service.ItemOutcome]
+
+
+@dataclass
+class _Batch:
+    """One task's items: those still to claim, those on a model thread, those done."""
+
+    pending: list[uuid.UUID]
+    running: int = 0
+    done: queue.SimpleQueue[Done] = field(default_factory=queue.SimpleQueue)
+    ready: list[Done] = field(default_factory=list)
+    ready_since: float = 0.0
+
+
+def process_items(runtime: WorkerRuntime, item_ids: Sequence[uuid.UUID]) -> None:
+    """Run the items; those done, cancelled, or held by another worker are skipped.
+
+    Safe to run twice with the same ids: only the holder of an item's latest attempt can
+    write its outcome. When claiming fails (the database is away), the items already on
+    the model are finished and written first, then the error goes to Celery, which runs
+    the message again later.
+    """
+    batch = _Batch(pending=list(item_ids))
+    pool = runtime.model_pool
+    claim_error: OperationalError | None = None
+    while (batch.pending and claim_error is None) or batch.running:
+        if batch.pending and claim_error is None:
+            wait = WRITE_EVERY if batch.running or batch.ready else None
+            taken = pool.reserve(len(batch.pending), wait)
+            if taken:
+                take, batch.pending = batch.pending[:taken], batch.pending[taken:]
+                try:
+                    started = _claim(runtime, take)
+                except OperationalError as error:
+                    pool.release(taken)
+                    batch.pending = take + batch.pending
+                    claim_error = error
+                    continue
+                except BaseException:
+                    pool.release(taken)
+                    raise
+                pool.release(taken - len(started))
+                for claimed, snapshot in started:
+                    pool.run(_run_and_report, runtime, claimed, snapshot, batch.done)
+                batch.running += len(started)
+        _collect(batch, block=not batch.pending or claim_error is not None)
+        all_in = not batch.running and (not batch.pending or claim_error is not None)
+        if batch.ready and (all_in or time.monotonic() - batch.ready_since >= WRITE_EVERY):
+            _write(runtime, batch.ready)
+            batch.ready = []
+    if claim_error is not None:
+        raise claim_error
+
+
+def _collect(batch: _Batch, *, block: bool) -> None:
+    """Move finished items to ``ready``; wait for one (briefly) when told to block."""
+    while batch.running:
+        try:
+            if block and not batch.ready:
+                item = batch.done.get(timeout=WRITE_EVERY)
+            elif block:
+                left = WRITE_EVERY - (time.monotonic() - batch.ready_since)
+                item = batch.done.get(timeout=max(left, 0.001))
+            else:
+                item = batch.done.get_nowait()
+        except queue.Empty:
+            return
+        if not batch.ready:
+            batch.ready_since = time.monotonic()
+        batch.ready.append(item)
+        batch.running -= 1
+        block = False
+
+
+def _claim(
+    runtime: WorkerRuntime, item_ids: list[uuid.UUID]
+) -> list[tuple[jobs_repository.ClaimedItem, JobSnapshot]]:
     settings = runtime.settings
     now = jobs_service.utcnow()
+    started = []
     with unit_of_work(runtime.session_factory) as session:
-        claimed = jobs_repository.claim_item(
+        claimed = jobs_repository.claim_items(
             session,
-            item_id,
+            item_ids,
             now=now,
             lease_until=now + settings.item_lease,
             max_attempts=settings.max_item_attempts,
         )
-        if claimed is None:
-            _fail_if_out_of_attempts(runtime, session, item_id)
-            return
-        snapshot = runtime.snapshots.get(claimed.job_id)
-        if snapshot is None:
-            job = jobs_repository.get_job(session, claimed.job_id)
-            if job is None:  # the job was purged while this message waited
-                return
-            if job.status == JobStatus.QUEUED:
-                jobs_repository.mark_job_running(session, job.id, now)
-            snapshot = JobSnapshot(
-                provider=job.provider,
-                request=ExtractionRequest(
-                    prompt=job.prompt,
-                    json_mode=job.json_mode,
-                    scene=Scene(job.scene),
-                    max_tokens=settings.max_output_tokens,
-                    model=job.model,
-                ),
-            )
-            runtime.snapshots.put(claimed.job_id, snapshot)
+        if len(claimed) < len(item_ids):
+            taken = {item.id for item in claimed}
+            for item_id in item_ids:
+                if item_id not in taken:
+                    _fail_if_out_of_attempts(runtime, session, item_id)
+        for item in claimed:
+            snapshot = _snapshot(runtime, session, item.job_id, now)
+            if snapshot is not None:  # None: the job was purged while the message waited
+                started.append((item, snapshot))
+    return started
 
-    name = f"images[{claimed.index}]"
-    outcome = _run_model(runtime, claimed, snapshot, name)
-    with unit_of_work(runtime.session_factory) as session:
-        jobs_service.record_item_outcome(
-            session, claimed.job_id, claimed.id, claimed.attempts, outcome
-        )
-    if claimed.storage_key and not jobs_service.keeps_file(outcome):
-        runtime.store.delete(claimed.storage_key)
+
+def _snapshot(
+    runtime: WorkerRuntime, session: Session, job_id: uuid.UUID, now: datetime
+) -> JobSnapshot | None:
+    snapshot = runtime.snapshots.get(job_id)
+    if snapshot is not None:
+        return snapshot
+    job = jobs_repository.get_job(session, job_id)
+    if job is None:
+        return None
+    if job.status == JobStatus.QUEUED:
+        jobs_repository.mark_job_running(session, job.id, now)
+    snapshot = JobSnapshot(
+        provider=job.provider,
+        request=ExtractionRequest(
+            prompt=job.prompt,
+            json_mode=job.json_mode,
+            scene=Scene(job.scene),
+            max_tokens=runtime.settings.max_output_tokens,
+            model=job.model,
+        ),
+    )
+    runtime.snapshots.put(job_id, snapshot)
+    return snapshot
+
+
+def _run_and_report(
+    runtime: WorkerRuntime,
+    claimed: jobs_repository.ClaimedItem,
+    snapshot: JobSnapshot,
+    done: queue.SimpleQueue[Done],
+) -> None:
+    done.put((claimed, _run_model(runtime, claimed, snapshot, f"images[{claimed.index}]")))
+
+
+def _write(runtime: WorkerRuntime, ready: list[Done]) -> None:
+    """Store the outcomes, job by job, then delete the files that are no longer needed.
+
+    A database that is restarting gets a few tries; if it stays away, the items stay
+    running and run again once their lease runs out.
+    """
+    by_job: dict[uuid.UUID, list[tuple[uuid.UUID, int, jobs_service.ItemOutcome]]] = {}
+    for claimed, outcome in ready:
+        by_job.setdefault(claimed.job_id, []).append((claimed.id, claimed.attempts, outcome))
+    pause = WRITE_PAUSE
+    for attempt in range(1, WRITE_TRIES + 1):
+        try:
+            written: set[uuid.UUID] = set()
+            with unit_of_work(runtime.session_factory) as session:
+                for job_id, outcomes in by_job.items():
+                    written |= jobs_service.record_attempt_outcomes(session, job_id, outcomes)
+            break
+        except OperationalError:
+            if attempt == WRITE_TRIES:
+                log.exception(
+                    "could not store %d outcomes; their items run again after their lease",
+                    len(ready),
+                )
+                return
+            log.warning("storing %d outcomes failed; trying again", len(ready), exc_info=True)
+            time.sleep(pause)
+            pause *= 2
+    for claimed, outcome in ready:
+        if claimed.id in written and claimed.storage_key and not jobs_service.keeps_file(outcome):
+            runtime.store.delete(claimed.storage_key)
 
 
 def _run_model(

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from core import broker
 from core import jobs as jobs_service
-from core.broker import TaskName
+from core.broker import Queue, TaskName
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from worker.runtime import WorkerRuntime
@@ -42,8 +42,13 @@ class SweepReport:
 def reclaim_expired_leases(runtime: WorkerRuntime) -> int:
     with unit_of_work(runtime.session_factory) as session:
         expired = jobs_repository.items_with_expired_lease(session, jobs_service.utcnow(), 5000)
+    by_queue: dict[Queue, list[str]] = {}
     for item_id, provider in expired:
-        broker.send(TaskName.PROCESS_ITEM, str(item_id), queue=jobs_service.model_queue(provider))
+        by_queue.setdefault(jobs_service.model_queue(provider), []).append(str(item_id))
+    for queue, ids in by_queue.items():
+        size = jobs_service.batch_size(runtime.settings, queue)
+        for start in range(0, len(ids), size):
+            broker.send(TaskName.PROCESS_ITEMS, ids[start : start + size], queue=queue)
     return len(expired)
 
 

@@ -16,6 +16,7 @@ from core.settings import Settings, get_settings
 from core.storage import ImageStore
 from db.engine import make_engine, make_session_factory
 from worker.job_snapshots import JobSnapshots
+from worker.model_pool import ModelPool
 from worker.providers.base import Provider
 from worker.providers.registry import create_provider
 
@@ -26,6 +27,7 @@ class WorkerRuntime:
     session_factory: sessionmaker[Session]
     store: ImageStore
     fetch_client: httpx.Client
+    model_pool: ModelPool
     snapshots: JobSnapshots = field(default_factory=JobSnapshots)
     _providers: dict[str, Provider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -37,6 +39,7 @@ class WorkerRuntime:
             return self._providers[name]
 
     def close(self) -> None:
+        self.model_pool.close()
         for provider in self._providers.values():
             provider.close()
         self.fetch_client.close()
@@ -50,6 +53,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         session_factory=make_session_factory(engine),
         store=ImageStore(settings.storage_dir),
         fetch_client=httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False),
+        model_pool=ModelPool(settings.model_concurrency),
     )
 
 

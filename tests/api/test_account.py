@@ -104,7 +104,7 @@ def test_too_few_credits_is_402_with_balance_and_price_and_creates_nothing(
     assert caller.client.get("/v1/account").json()["balance"] == 12
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
-    assert not [p for p in (services.data_dir / "images").rglob("*") if p.is_file()]
+    assert services.stored_files() == []
 
 
 def test_50_racing_submissions_never_overdraw(

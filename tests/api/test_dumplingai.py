@@ -367,5 +367,4 @@ def test_3000_base64_images_in_json_mode(caller: Caller, services: Stack) -> Non
     assert result["imageCount"] == 3000
     assert result["creditUsage"] == 3010
     assert json.loads(result["results"]) == [_size_json(index) for index in range(3000)]
-    root = services.data_dir / "images"
-    assert not root.exists() or [p for p in root.rglob("*") if p.is_file()] == []
+    assert services.stored_files() == []

@@ -21,8 +21,7 @@ def _assert_nothing_created(session_factory: Any, services: Stack) -> None:
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
         assert session.scalar(select(func.count()).select_from(JobItem)) == 0
-    root = services.data_dir / "images"
-    assert not root.exists() or [p for p in root.rglob("*") if p.is_file()] == []
+    assert services.stored_files() == []
 
 
 def _problem(response: Any, status: int, code: str) -> dict[str, Any]:

@@ -31,11 +31,6 @@ def _results(caller: Caller, job_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in response.text.splitlines()]
 
 
-def _stored_files(services: Stack) -> list[str]:
-    root = services.data_dir / "images"
-    return [str(path) for path in root.rglob("*") if path.is_file()] if root.exists() else []
-
-
 def test_small_multipart_job_succeeds_with_results_and_usage(
     caller: Caller, services: Stack
 ) -> None:
@@ -63,7 +58,7 @@ def test_small_multipart_job_succeeds_with_results_and_usage(
         assert item["source_name"] == f"img{item['index']:04d}.png"
         assert item["usage"]["total_tokens"] > 0
         assert item["timings"]["model_ms"] is not None
-    assert _stored_files(services) == []
+    assert services.stored_files() == []
 
 
 @pytest.mark.timeout(600)
@@ -95,7 +90,7 @@ def test_3000_image_multipart_job_ends_in_input_order_with_no_file_left(
         if cursor is None:
             break
     assert [len(page) for page in pages] == [1000, 1000, 1000]
-    assert _stored_files(services) == []
+    assert services.stored_files() == []
 
 
 def test_json_job_with_base64_images(caller: Caller, services: Stack) -> None:
@@ -112,7 +107,7 @@ def test_json_job_with_base64_images(caller: Caller, services: Stack) -> None:
     assert [row["parsed"] for row in results] == [
         {"width": size_for(i)[0], "height": size_for(i)[1]} for i in range(20)
     ]
-    assert _stored_files(services) == []
+    assert services.stored_files() == []
 
 
 @pytest.fixture
@@ -191,7 +186,7 @@ def test_cancel_stops_the_job_and_keeps_what_finished(
     assert calls.get("ok", 0) == counts["succeeded"]
     results = _results(caller, job_id)
     assert sum(row["status"] == "succeeded" for row in results) == counts["succeeded"]
-    assert _stored_files(services) == []
+    assert services.stored_files() == []
     assert caller.client.delete(f"/v1/jobs/{job_id}").status_code == 409
 
 

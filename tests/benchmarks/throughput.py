@@ -62,6 +62,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from api.cli import worker_command
+from core.settings import Settings
 from tests import sample_images, stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -358,9 +359,16 @@ class Bench:
         queues = ["model"] if pool == "threads" else ["default", "model"]
         for number, concurrency in enumerate(concurrencies, start=1):
             env = dict(self.env)
+            slots = concurrency
             if pool == "threads":
+                # ``concurrency`` model threads; Celery threads enough to keep them busy.
                 env["IMAGEEXTRACT_MODEL_CONCURRENCY"] = str(concurrency)
-            command = worker_command(queues, pool, concurrency, f"{label}{number}@%h")
+                slots = Settings(model_concurrency=concurrency).worker_threads
+            else:
+                # The naive shape: one image per message, one model call per process.
+                env["IMAGEEXTRACT_MODEL_CONCURRENCY"] = "1"
+                env["IMAGEEXTRACT_DISPATCH_BATCH_SIZE"] = "1"
+            command = worker_command(queues, pool, slots, f"{label}{number}@%h")
             workers.append(self.start(f"worker-{label}{number}", command, env))
         if pool == "threads":
             command = worker_command(["default"], "threads", 4, f"{label}-control@%h")

@@ -26,11 +26,6 @@ def runtime(settings: Any) -> Iterator[Any]:
     built.close()
 
 
-def _files(services: Stack) -> list[str]:
-    root = services.data_dir / "images"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
 def _submit(caller: Caller, count: int, **data: str) -> str:
     files = [("images", (f"{i}.png", png_for(i), "image/png")) for i in range(count)]
     response = caller.client.post("/v1/jobs", files=files, data={"prompt": "x", **data})
@@ -51,7 +46,7 @@ def test_retry_runs_failed_images_again_charging_only_for_them(
     assert job["status"] == "failed"
     assert caller.client.get("/v1/account").json()["balance"] == 100 - 10
     # Files of images that failed for a passing reason stay, so they can run again.
-    assert len(_files(services)) == 3
+    assert len(services.stored_files()) == 3
 
     fake_model(error_rate=0.0)
     retried = caller.client.post(f"/v1/jobs/{job_id}/retry")
@@ -62,7 +57,7 @@ def test_retry_runs_failed_images_again_charging_only_for_them(
     assert job["counts"]["succeeded"] == 3
     assert job["credits"] == {"reserved": 16, "captured": 13, "refunded": 3}
     assert caller.client.get("/v1/account").json()["balance"] == 100 - 13
-    assert _files(services) == []
+    assert services.stored_files() == []
     assert caller.client.post(f"/v1/jobs/{job_id}/retry").status_code == 409
 
 
@@ -99,9 +94,9 @@ def test_purge_removes_results_and_images_at_once(
         == purged["credits"]["reserved"]
     )
     deadline = time.monotonic() + 10
-    while _files(services) and time.monotonic() < deadline:
+    while services.stored_files() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _files(services) == []
+    assert services.stored_files() == []
 
 
 def test_results_are_purged_when_their_ttl_runs_out(
@@ -151,7 +146,7 @@ def test_sweep_deletes_old_orphan_files_and_keeps_new_ones(
     two_hours_ago = time.time() - 7200
     os.utime(store.path(old_key), (two_hours_ago, two_hours_ago))
     assert maintenance.sweep(runtime).files_deleted == 1
-    assert _files(services) == [new_key]
+    assert services.stored_files() == [new_key]
 
 
 def test_an_item_whose_worker_vanished_runs_again_after_its_lease(
@@ -212,6 +207,6 @@ def test_files_left_by_a_worker_that_died_after_recording_go_when_the_job_ends(
     broker.send(TaskName.FINALIZE_JOB, job_id)
     assert wait_for_job(caller.client, job_id)["status"] == "succeeded"
     deadline = time.monotonic() + 10
-    while _files(services) and time.monotonic() < deadline:
+    while services.stored_files() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _files(services) == []
+    assert services.stored_files() == []

@@ -1,4 +1,4 @@
-"""The per-image task."""
+"""The task that runs images through the model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from worker.runtime import get_runtime
 
 
 @celery_app.task(
-    name=TaskName.PROCESS_ITEM,
+    name=TaskName.PROCESS_ITEMS,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(OperationalError, ConnectionError),
@@ -20,9 +20,11 @@ from worker.runtime import get_runtime
     retry_jitter=True,
     max_retries=10,
     # Above the provider's worst case (timeout x attempts plus backoff), below the lease.
+    # Only the prefork pool (the local engine's cpu queue) enforces them.
     soft_time_limit=540,
     time_limit=570,
 )
-def process_item(item_id: str) -> None:
-    """Run one image through the model (idempotent; see worker.item_processing)."""
-    item_processing.process_item(get_runtime(), uuid.UUID(item_id))
+def process_items(item_ids: list[str]) -> None:
+    """Run a few images of one job through the model (idempotent; see
+    worker.item_processing)."""
+    item_processing.process_items(get_runtime(), [uuid.UUID(item_id) for item_id in item_ids])

@@ -24,16 +24,20 @@ _RETRY = {
 
 @celery_app.task(name=TaskName.DISPATCH_JOB, soft_time_limit=600, time_limit=660, **_RETRY)
 def dispatch_job(job_id: str) -> None:
-    """Publish process_item for every queued item of the job."""
+    """Publish process_items messages for the queued items of the job."""
     dispatch.dispatch_job(get_runtime(), uuid.UUID(job_id))
 
 
 @celery_app.task(name=TaskName.FINALIZE_JOB, soft_time_limit=120, time_limit=150, **_RETRY)
-def finalize_job(job_id: str) -> None:
+def finalize_job(job_id_text: str) -> None:
     """Give the job its final status and settle its credits (idempotent)."""
     runtime = get_runtime()
+    job_id = uuid.UUID(job_id_text)
     with unit_of_work(runtime.session_factory) as session:
-        finished = jobs_service.finalize_job(session, runtime.settings, uuid.UUID(job_id))
-    if finished is not None:
-        # Files a worker left behind when it died after recording its item's outcome.
-        maintenance.delete_unneeded_files(runtime, uuid.UUID(job_id))
+        if not jobs_service.is_ready_to_finalize(session, job_id):
+            return
+    # Before the final status shows: files a worker left behind (killed between storing
+    # its outcome and deleting the file), or is still deleting, are gone when clients look.
+    maintenance.delete_unneeded_files(runtime, job_id)
+    with unit_of_work(runtime.session_factory) as session:
+        jobs_service.finalize_job(session, runtime.settings, job_id)
