@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
+from api.supervisor import Supervisor
 from core.settings import Settings, get_settings
 
 
@@ -267,7 +267,11 @@ def extract(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
-    """Run the whole service on this machine: migrations, workers, beat and the API."""
+    """Run the whole service on this machine: migrations, workers, beat and the API.
+
+    Workers and beat are restarted when they exit (a worker whose broker connection could
+    not be re-established exits on purpose); Ctrl-C or SIGTERM stops them all.
+    """
     import uvicorn
 
     from api import first_run
@@ -290,27 +294,20 @@ def serve(host: str, port: int) -> None:
     # Webhook payloads link to results: unless told otherwise, to where this API listens.
     env = {**os.environ}
     env.setdefault("IMAGEEXTRACT_PUBLIC_BASE_URL", base_url)
-    workers = [
-        subprocess.Popen(  # noqa: S603 — our own argument list, no shell
-            worker_command(["default", "model"], "threads", settings.worker_threads, "io@%h"),
-            env=env,
-        ),
-        subprocess.Popen(worker_command(["cpu"], "prefork", cores, "cpu@%h"), env=env),  # noqa: S603
-        subprocess.Popen(beat_command(settings), env=env),  # noqa: S603
-    ]
+    supervisor = Supervisor(env=env, report=lambda line: click.echo(f"serve: {line}", err=True))
+    supervisor.start(
+        "worker io",
+        worker_command(["default", "model"], "threads", settings.worker_threads, "io@%h"),
+    )
+    supervisor.start("worker cpu", worker_command(["cpu"], "prefork", cores, "cpu@%h"))
+    supervisor.start("beat", beat_command(settings))
     # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the
     # finally below stop the workers, where the default action would kill us first.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run("api.asgi:app", host=host, port=port)
     finally:
-        for process in workers:
-            process.send_signal(signal.SIGTERM)
-        for process in workers:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        supervisor.stop()
 
 
 def run() -> None:

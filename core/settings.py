@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     maintenance_interval: timedelta = timedelta(seconds=15)
     # Queued images whose queue is empty this long after dispatch lost their messages.
     lost_message_grace: timedelta = timedelta(minutes=2)
+    # A worker whose consumer has not been consuming from the broker this long (connection
+    # lost and not re-established, or its event loop stuck) exits with a non-zero code, for
+    # its supervisor to restart it (see worker/consumer_watchdog.py).
+    consumer_stall_timeout: timedelta = timedelta(minutes=2)
 
     # Requests per minute per API key (an account may have its own); and per client address
     # for requests without a valid key.

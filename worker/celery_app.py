@@ -9,11 +9,14 @@ from celery.signals import worker_process_init
 
 from core.broker import celery_app
 from worker import runtime
+from worker.consumer_watchdog import ConsumerWatchdog
 from worker.tasks import extraction, jobs, maintenance, webhooks
 
 app = celery_app
 # httpx logs every request at INFO: one line per image, at a cost a busy worker notices.
 logging.getLogger("httpx").setLevel(logging.WARNING)
+# A worker that cannot consume exits for its supervisor to restart it (see the module).
+app.steps["consumer"].add(ConsumerWatchdog)
 __all__ = ["app", "extraction", "jobs", "maintenance", "webhooks"]
 
 

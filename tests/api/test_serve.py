@@ -18,16 +18,17 @@ from tests import stack
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-def _embedded_env(data_dir: Path) -> dict[str, str]:
+def _embedded_env(data_dir: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEEXTRACT_")}
     env["IMAGEEXTRACT_DATA_DIR"] = str(data_dir)
+    env.update({f"IMAGEEXTRACT_{name.upper()}": value for name, value in settings.items()})
     return env
 
 
-def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(data_dir: Path, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-        env=_embedded_env(data_dir), stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        env=_embedded_env(data_dir, **settings), stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     stack.wait_for_port(port, timeout=60)
     return process
@@ -36,6 +37,21 @@ def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGINT)
     process.wait(60)
+
+
+def _io_worker_of(pid: int) -> int | None:
+    for child in _children_of(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"io@%h" in command:
+            return child
+    return None
+
+
+def _io_worker_ready(log: Path) -> int:
+    return len(re.findall(r"io@\S+ ready\.", log.read_text(errors="replace")))
 
 
 def _children_of(pid: int) -> list[int]:
@@ -103,3 +119,37 @@ def test_serve_prints_a_key_and_a_curl_that_works_as_printed(tmp_path: Path) -> 
         assert "the key was printed at first start" in log2.read_text()
     finally:
         _stop(process)
+
+
+@pytest.mark.timeout(120)
+def test_serve_starts_a_worker_again_when_it_dies_and_stops_all_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    port = stack.free_port()
+    log = tmp_path / "serve.log"
+    # A remote model: the cpu worker need not load the local engine's models.
+    process = _start(tmp_path / "data", port, log, model_provider="openai")
+    try:
+        deadline = time.monotonic() + 60
+        while _io_worker_ready(log) < 1 or (first := _io_worker_of(process.pid)) is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        os.kill(first, signal.SIGKILL)
+
+        # Started again, and connected to the broker: ready to consume.
+        deadline = time.monotonic() + 30
+        while _io_worker_ready(log) < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert _io_worker_of(process.pid) not in (None, first)
+        assert "serve: worker io exited unexpectedly with code -9" in log.read_text()
+        workers = _children_of(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    for pid in workers:
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
+    # Stopping is not mistaken for workers dying.
+    assert log.read_text().count("exited unexpectedly") == 1, log.read_text()
