@@ -15,6 +15,7 @@ from celery import Celery
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from core import filesystem_broker
 from core.settings import Settings, get_settings
 
 
@@ -57,6 +58,8 @@ def configure(app: Celery, settings: Settings) -> None:
     interval = settings.webhook_dispatch_interval.total_seconds()
     app.conf.update(
         broker_url=settings.resolved_broker_url,
+        # The embedded broker: kombu's filesystem transport, writing messages atomically.
+        broker_transport=filesystem_broker.TRANSPORT if settings.is_embedded_broker else None,
         broker_transport_options=broker_options,
         broker_connection_retry_on_startup=True,
         task_default_queue=Queue.DEFAULT,

@@ -1,0 +1,42 @@
+"""kombu's filesystem transport with messages that appear whole (the embedded broker).
+
+kombu 5.7's ``Channel._put`` creates the message file under its final name, empty, and
+writes it afterwards. A worker polling the folder in between moves that empty file away,
+fails to decode it (``JSONDecodeError``: "Unrecoverable error") and the message is lost.
+Here the message is written under a temporary name that no queue matches, then renamed:
+a rename within one folder is atomic, so a reader sees all of a message or none of it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from time import monotonic
+from typing import Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem
+from kombu.utils.json import dumps
+
+
+class Channel(filesystem.Channel):
+    # kombu's own classes disagree on this signature; this one is the filesystem Channel's.
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        folder = self.data_folder_out
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # kombu picks a queue's messages by what follows the first dot: "tmp" is no queue.
+        temporary = os.path.join(folder, f"{uuid.uuid4().hex}.tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(dumps(payload).encode())  # type: ignore[no-untyped-call]
+            os.replace(temporary, os.path.join(folder, name))
+        except OSError as error:
+            raise ChannelError(f"Cannot add file {name!r} to directory {folder!r}") from error
+
+
+class Transport(filesystem.Transport):
+    Channel = Channel
+
+
+# For Celery's ``broker_transport`` setting.
+TRANSPORT = f"{__name__}:Transport"
