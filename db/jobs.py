@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -228,39 +230,62 @@ def finish_item(
 
 @dataclass(frozen=True, slots=True)
 class ItemEnd:
-    """The end of one attempt at an item: the columns to write."""
+    """The end of one attempt at an item: the columns to write (ITEM_END_COLUMNS)."""
 
     item_id: uuid.UUID
     attempt: int
     values: dict[str, Any]
 
 
+# Postgres: every outcome in one statement, the rows passed as one JSON document; RETURNING
+# says which attempts were still current. (json, not jsonb: the parsed output keeps its
+# key order; a JSON null becomes SQL NULL.)
+_FINISH_ATTEMPTS_FROM_JSON = text("""
+    UPDATE job_items AS i SET
+        lease_expires_at = NULL, status = v.status, finished_at = v.finished_at,
+        content = v.content, parsed = v.parsed, prompt_tokens = v.prompt_tokens,
+        completion_tokens = v.completion_tokens, error_code = v.error_code,
+        error_message = v.error_message, model_ms = v.model_ms
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(
+        id uuid, attempt integer, status text, finished_at timestamptz, content text,
+        parsed json, prompt_tokens integer, completion_tokens integer, error_code text,
+        error_message text, model_ms integer)
+    WHERE i.id = v.id AND i.attempts = v.attempt AND i.status = 'running'
+    RETURNING i.id
+""")
+ITEM_END_COLUMNS = (
+    "status", "finished_at", "content", "parsed", "prompt_tokens", "completion_tokens",
+    "error_code", "error_message", "model_ms",
+)  # fmt: skip
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 def finish_attempts(session: Session, ends: Sequence[ItemEnd]) -> list[uuid.UUID]:
     """Write the outcomes of running attempts; returns the items whose attempt was current.
 
     An item that another worker re-claimed after this attempt's lease ran out is left to
-    that worker. All the rows go in one executemany; only when one of them did not match
-    (rare: a lease ran out) are they written again one by one, to learn which.
+    that worker.
     """
     if not ends:
         return []
-    statement = _FINISH_ATTEMPT
-    params = [
-        {"b_id": end.item_id, "b_attempt": end.attempt, "lease_expires_at": None, **end.values}
-        for end in ends
-    ]
-    # SQLite (one process at a time, few rows) goes row by row: pysqlite's SAVEPOINTs
-    # are unreliable.
-    if len(ends) > 1 and session.get_bind().dialect.name == "postgresql":
-        savepoint = session.begin_nested()
-        result = session.connection().execute(statement, params)
-        if result.rowcount == len(ends):
-            savepoint.commit()
-            return [end.item_id for end in ends]
-        savepoint.rollback()
+    if session.get_bind().dialect.name == "postgresql":
+        rows = json.dumps(
+            [
+                {"id": str(end.item_id), "attempt": end.attempt,
+                 **{column: _json_value(end.values[column]) for column in ITEM_END_COLUMNS}}
+                for end in ends
+            ]
+        )  # fmt: skip
+        return list(
+            session.connection().execute(_FINISH_ATTEMPTS_FROM_JSON, {"rows": rows}).scalars()
+        )
     written = []
-    for end, row in zip(ends, params, strict=True):
-        if session.connection().execute(statement, row).rowcount:
+    for end in ends:
+        row = {"b_id": end.item_id, "b_attempt": end.attempt, "lease_expires_at": None}
+        if session.connection().execute(_FINISH_ATTEMPT, row | end.values).rowcount:
             written.append(end.item_id)
     return written
 

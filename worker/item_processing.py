@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # Outcomes wait at most this long to be written with others (when more are on the way).
 WRITE_EVERY = 0.1
+# When model threads free up one at a time (all busy), a claim waits this long for this
+# many, rather than claiming images one by one: a freed thread idles at most this long.
+GATHER_LEAST = 8
+GATHER_WAIT = 0.02
 # Writing outcomes through a database restart: tries, and the first pause (doubling).
 WRITE_TRIES = 6
 WRITE_PAUSE = 0.5
@@ -67,7 +71,12 @@ def process_items(runtime: WorkerRuntime, item_ids: Sequence[uuid.UUID]) -> None
     while (batch.pending and claim_error is None) or batch.running:
         if batch.pending and claim_error is None:
             wait = WRITE_EVERY if batch.running or batch.ready else None
-            taken = pool.reserve(len(batch.pending), wait)
+            taken = pool.reserve(
+                len(batch.pending),
+                wait,
+                least=min(len(batch.pending), GATHER_LEAST),
+                gather=GATHER_WAIT,
+            )
             if taken:
                 take, batch.pending = batch.pending[:taken], batch.pending[taken:]
                 try:

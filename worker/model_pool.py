@@ -24,15 +24,25 @@ class ModelPool:
         self._changed = threading.Condition()
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="model")
 
-    def reserve(self, most: int, timeout: float | None) -> int:
+    def reserve(
+        self, most: int, timeout: float | None, *, least: int = 1, gather: float = 0.0
+    ) -> int:
         """Take up to ``most`` free threads, waiting at most ``timeout`` s for the first one;
-        returns how many were taken (0 when the wait ran out)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        returns how many were taken (0 when the wait ran out).
+
+        With fewer than ``least`` free, it waits up to ``gather`` s more for others to free
+        up: one claim of several images costs the database far less than several claims.
+        """
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
         with self._changed:
             while self._free == 0:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return 0
+                self._changed.wait(remaining)
+            enough = time.monotonic() + gather
+            while self._free < least and (remaining := enough - time.monotonic()) > 0:
                 self._changed.wait(remaining)
             taken = min(most, self._free)
             self._free -= taken

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from tests.conftest import Stack
 
@@ -75,16 +75,28 @@ def test_held_items_are_not_claimed_again_and_a_late_attempt_writes_nothing(
     assert _claim(session_factory, ids, timedelta(minutes=10)) == {ids[0]: 2}
 
     # The first worker writes all three outcomes: two are still its own, one is not.
-    values = {"status": "succeeded", "content": "first worker"}
+    values = dict.fromkeys(jobs_repository.ITEM_END_COLUMNS) | {
+        "status": "succeeded", "finished_at": utcnow(), "content": "first worker",
+        "parsed": {"b": 1, "a": [None]}, "prompt_tokens": 3, "completion_tokens": 4,
+    }  # fmt: skip
     with unit_of_work(session_factory) as session:
         written = jobs_repository.finish_attempts(
             session, [jobs_repository.ItemEnd(item_id, 1, values) for item_id in ids]
         )
     assert set(written) == set(ids[1:])
     with session_factory() as session:
-        query = select(JobItem.id, JobItem.status).where(JobItem.id.in_(ids))
-        rows = {item_id: status for item_id, status in session.execute(query)}
-    assert rows == {ids[0]: "running", ids[1]: "succeeded", ids[2]: "succeeded"}
+        query = select(JobItem.id, JobItem.status, JobItem.parsed, JobItem.error_code)
+        rows = {row[0]: tuple(row[1:]) for row in session.execute(query.where(JobItem.id.in_(ids)))}
+    assert rows == {
+        ids[0]: ("running", None, None),
+        ids[1]: ("succeeded", {"b": 1, "a": [None]}, None),
+        ids[2]: ("succeeded", {"b": 1, "a": [None]}, None),
+    }
+    # The parsed output keeps its keys in the model's order.
+    with session_factory() as session:
+        stored = session.execute(text("SELECT parsed::text FROM job_items WHERE id = :id"),
+                                 {"id": ids[1]}).scalar_one()  # fmt: skip
+    assert stored == '{"b": 1, "a": [null]}'
 
 
 def test_a_claim_skips_items_another_transaction_holds_instead_of_waiting(
