@@ -21,6 +21,7 @@ import uvicorn
 from sqlalchemy import text
 
 from tests import stack
+from tests.sample_images import jpeg_for, png_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -217,6 +218,24 @@ def make_caller(api_url: str, session_factory: Any) -> Iterator[Callable[..., Ca
 @pytest.fixture
 def caller(make_caller: Callable[..., Caller], worker_process: Path) -> Caller:
     return make_caller()
+
+
+@pytest.fixture
+def image_server() -> Iterator[str]:
+    """Serves /img/<n>.png (the sample image n) and the reference examples' file names on
+    loopback; anything else is a 404."""
+    files = {"/receipt.jpg": jpeg_for(0), "/menu.png": png_for(1), "/sample-image.jpg": jpeg_for(2)}
+
+    def answer(path: str) -> stack.Reply:
+        if path.startswith("/img/"):
+            index = int(path.rsplit("/", 1)[-1].split(".")[0])
+            return 200, {"Content-Type": "image/png"}, png_for(index)
+        if path in files:
+            return 200, {}, files[path]
+        return 404, {}, b""
+
+    with stack.http_server(answer) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import http.server
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+# An HTTP answer: status, headers, body.
+Reply = tuple[int, dict[str, str], bytes]
 
 # Restart functions of the servers started here, by their URL (for fault-injection tests).
 _restarts: dict[str, Callable[[], None]] = {}
@@ -161,3 +167,28 @@ def redis(workdir: Path) -> Iterator[str]:
         _restarts.pop(url, None)
         procs[-1].terminate()
         procs[-1].wait(10)
+
+
+@contextlib.contextmanager
+def http_server(answer: Callable[[str], Reply]) -> Iterator[str]:
+    """A server on a loopback port answering each GET with ``answer(path)``; yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, headers, body = answer(self.path)
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,7 +8,9 @@ from __future__ import annotations
 import enum
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field
+
+from api.schemas.compat import AnswerAtOnceFields
 
 
 class RequestSource(enum.StrEnum):
@@ -25,10 +27,8 @@ class RequestSource(enum.StrEnum):
     STUDIO = "STUDIO"
 
 
-class ExtractImageFields(BaseModel):
+class ExtractImageFields(AnswerAtOnceFields):
     """Every field of the request but `images`, which is streamed to storage instead."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     inputMethod: Literal["url", "base64"]
     prompt: str
@@ -45,18 +45,6 @@ class ExtractImageFields(BaseModel):
         description="Not in the DumplingAI reference: answer 202 with the job id at once and "
         "announce the job's end to this URL (webhookUrl is accepted too).",
     )
-    async_: bool = Field(
-        default=False,
-        alias="async",
-        description="Not in the DumplingAI reference: answer 202 with the job id at once.",
-    )
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value
 
 
 class ExtractImageRequest(ExtractImageFields):

@@ -4,40 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
+from api.schemas.compat import AnswerAtOnceFields
 from api.schemas.jobs import JobAccepted
 
 U1_MODEL = "u1-ocr-extract"
 
 
-class U1ExtractFields(BaseModel):
+class U1ExtractFields(AnswerAtOnceFields):
     """The text fields of the multipart form (the image is a file part of its own)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     model: Literal["u1-ocr-extract"] = Field(
         description="Model ID; the only value is u1-ocr-extract."
     )
     scene: Literal["general", "medical"] = "general"
     prompt: str = Field(description="What to extract, often with a JSON template.")
-    webhook_url: str | None = Field(
-        default=None,
-        description="Not in the u1 reference: answer 202 with the job id at once and "
-        "announce the job's end to this URL.",
-    )
-    async_: bool = Field(
-        default=False,
-        alias="async",
-        description="Not in the u1 reference: answer 202 with the job id at once.",
-    )
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value
 
 
 class U1ExtractForm(U1ExtractFields):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -71,38 +69,6 @@ def _job_count(session_factory: Any) -> int:
 
     with session_factory() as session:
         return int(session.scalar(select(func.count()).select_from(Job)) or 0)
-
-
-@pytest.fixture
-def image_server() -> Iterator[str]:
-    """Serves the reference examples' file names, and /img/<n>.png, on loopback."""
-    files = {
-        "/receipt.jpg": jpeg_for(0),
-        "/menu.png": png_for(1),
-        "/sample-image.jpg": jpeg_for(2),
-    }
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = files.get(self.path)
-            if body is None and self.path.startswith("/img/"):
-                body = png_for(int(self.path.rsplit("/", 1)[-1].split(".")[0]))
-            if body is None:
-                self.send_response(404)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_first_reference_example_two_urls_in_json_mode(caller: Caller, image_server: str) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -108,33 +106,6 @@ def test_json_job_with_base64_images(caller: Caller, services: Stack) -> None:
         {"width": size_for(i)[0], "height": size_for(i)[1]} for i in range(20)
     ]
     assert services.stored_files() == []
-
-
-@pytest.fixture
-def image_server() -> Iterator[str]:
-    """Serves /img/<n>.png (the sample image n) and /missing on loopback."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/img/"):
-                body = png_for(int(self.path.rsplit("/", 1)[-1].split(".")[0]))
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            else:
-                self.send_response(404)
-                self.end_headers()
-
-        def log_message(self, *_args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_json_job_with_urls_served_on_loopback(caller: Caller, image_server: str) -> None:

@@ -445,27 +445,13 @@ def test_hostile_webhook_urls_are_refused_at_submission(
 def redirector() -> Iterator[str]:
     """/to/<n>: redirects to the n-th hostile URL; /image.png: a real image."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/to/"):
-                self.send_response(302)
-                self.send_header("Location", HOSTILE_URLS[int(self.path[4:])][0])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = png_for(0)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> stack.Reply:
+        if path.startswith("/to/"):
+            return 302, {"Location": HOSTILE_URLS[int(path[4:])][0]}, b""
+        return 200, {}, png_for(0)
 
-        def log_message(self, *_args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with stack.http_server(answer) as url:
+        yield url
 
 
 def test_hostile_image_urls_fail_their_items_with_the_reason(
