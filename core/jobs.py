@@ -182,20 +182,11 @@ def _outcome_values(outcome: ItemOutcome) -> dict[str, Any]:
     }
 
 
-def record_item_outcome(
-    session: Session,
-    job_id: uuid.UUID,
-    item_id: uuid.UUID,
-    attempt: int | None,
-    outcome: ItemOutcome,
+def record_abandoned_item(
+    session: Session, job_id: uuid.UUID, item_id: uuid.UUID, outcome: ItemOutcome
 ) -> bool:
-    """Store one outcome and count it towards the job, exactly once.
-
-    With an attempt, see record_attempt_outcomes. Without one (an item given up on after
-    its last holder vanished), the item ends from queued or running, whoever held it.
-    """
-    if attempt is not None:
-        return bool(record_attempt_outcomes(session, job_id, [(item_id, attempt, outcome)]))
+    """End an item given up on after its last holder vanished, and count it towards the
+    job, exactly once: from queued or running, whoever held it."""
     if not jobs_repository.finish_item(
         session,
         item_id,

@@ -173,11 +173,6 @@ _CLAIM = (
         _items.c.media_type,
     )
 )
-_FINISH_ATTEMPT = update(_items).where(
-    _items.c.id == bindparam("b_id"),
-    _items.c.attempts == bindparam("b_attempt"),
-    _items.c.status == ItemStatus.RUNNING,
-)
 
 
 def claim_items(
@@ -282,12 +277,17 @@ def finish_attempts(session: Session, ends: Sequence[ItemEnd]) -> list[uuid.UUID
         return list(
             session.connection().execute(_FINISH_ATTEMPTS_FROM_JSON, {"rows": rows}).scalars()
         )
-    written = []
-    for end in ends:
-        row = {"b_id": end.item_id, "b_attempt": end.attempt, "lease_expires_at": None}
-        if session.connection().execute(_FINISH_ATTEMPT, row | end.values).rowcount:
-            written.append(end.item_id)
-    return written
+    return [
+        end.item_id
+        for end in ends
+        if finish_item(
+            session,
+            end.item_id,
+            from_statuses=[ItemStatus.RUNNING],
+            attempt=end.attempt,
+            values=end.values,
+        )
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,6 +285,6 @@ def _fail_if_out_of_attempts(runtime: WorkerRuntime, session: Session, item_id: 
         error_code="internal_error",
         error_message=f"images[{item.index}]: gave up after {item.attempts} attempts",
     )
-    jobs_service.record_item_outcome(session, item.job_id, item.id, None, outcome)
+    jobs_service.record_abandoned_item(session, item.job_id, item.id, outcome)
     if item.storage_key:
         runtime.store.delete(item.storage_key)
