@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -179,9 +180,21 @@ def worker(queues: str, pool: str, concurrency: int | None) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 def api(host: str, port: int) -> None:
     """Run the API alone (production: workers run separately)."""
+    _run_api(host, port, proxy_headers=True)
+
+
+def _run_api(host: str, port: int, **options: Any) -> None:
+    """uvicorn.run, with the server configuration of api.http_server (request head cap)."""
     import uvicorn
 
-    uvicorn.run("api.asgi:app", host=host, port=port, proxy_headers=True)
+    from api.http_server import server_config
+
+    server = uvicorn.Server(
+        server_config("api.asgi:app", get_settings(), host=host, port=port, **options)
+    )
+    server.run()
+    if not server.started:
+        sys.exit(3)  # what uvicorn.run exits with when the server could not start
 
 
 @main.command()
@@ -272,8 +285,6 @@ def serve(host: str, port: int) -> None:
     Workers and beat are restarted when they exit (a worker whose broker connection could
     not be re-established exits on purpose); Ctrl-C or SIGTERM stops them all.
     """
-    import uvicorn
-
     from api import first_run
     from db import migrate as db_migrate
 
@@ -305,7 +316,7 @@ def serve(host: str, port: int) -> None:
     # finally below stop the workers, where the default action would kill us first.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run("api.asgi:app", host=host, port=port)
+        _run_api(host, port)
     finally:
         supervisor.stop()
 

@@ -8,6 +8,8 @@ router built with it never answers in another API's style.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -39,6 +41,7 @@ U1_EXTRA_CODES: dict[ErrorKind, int] = {
     ErrorKind.RATE_LIMITED: 1002,
 }
 DUMPLINGAI_FAILURE_PREFIX = "Failed to extract image data: "
+logger = logging.getLogger(__name__)
 
 Fields = TypeVar("Fields", bound=BaseModel)
 
@@ -147,6 +150,15 @@ class _StyledRoute(APIRoute):
             except RequestValidationError as error:
                 return render(
                     ErrorKind.INVALID_REQUEST, describe_validation_error(list(error.errors()))
+                )
+            except Exception as error:
+                incident = uuid.uuid4().hex[:12]
+                logger.error(
+                    "unhandled error %s on %s %s", incident, request.method, request.url.path,
+                    exc_info=error,
+                )  # fmt: skip
+                return render(
+                    ErrorKind.INTERNAL_ERROR, f"an unexpected error; it was logged as {incident}"
                 )
 
         return styled

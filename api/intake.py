@@ -11,21 +11,23 @@ import base64
 import binascii
 import dataclasses
 import hashlib
-import io
 import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-import ijson
 from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
+from api.json_body import JsonObjectReader, size_text
 from core.errors import (
     CorruptImage,
+    FieldTooLarge,
     ImageTooLarge,
     InvalidRequest,
     JobTooLarge,
@@ -37,10 +39,9 @@ from core.jobs import StagedImage
 from core.settings import MB, Settings
 from core.storage import ImageStore
 
-# Non-file form fields (prompt, metadata...) are small; this bounds what one may hold.
-MAX_FIELD_BYTES = 1 * MB
 MAX_URL_CHARS = 4096
-JSON_READ_BYTES = 4 * MB
+# "data:image/png;base64," and the like, before an image's base64.
+MAX_DATA_PREFIX_BYTES = 256
 _URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 # What \s matches in bytes; bytes.translate drops it at C speed, a regex took 0.7 s per 20 MB.
 _WHITESPACE = b" \t\n\r\x0b\x0c"
@@ -61,9 +62,9 @@ class IntakeRules:
     max_image_bytes: int | None = None
     max_images: int | None = None
     formats: frozenset[ImageFormat] | None = None
-    # DumplingAI promises that any other format Pillow decodes is converted to PNG; the
-    # worker only reads the formats sniff() knows, so those others are converted here.
-    convert_other_formats: bool = False
+    # DumplingAI promises that any other format Pillow decodes is converted to PNG. Here
+    # their header is read (format, size: never pixels); the worker decodes and converts.
+    other_pillow_formats: bool = False
 
     def formats_text(self) -> str:
         chosen = self.formats or frozenset(SUPPORTED_FORMATS)
@@ -116,7 +117,7 @@ class ImageWriter:
             raise CorruptImage(f"{self.label} is empty (0 bytes)", input=where)
         rules = self.intake.rules
         fmt = sniff(self.head)
-        if fmt is None and not rules.convert_other_formats:
+        if fmt is None and not rules.other_pillow_formats:
             raise UnsupportedImageFormat(
                 f"{self.label} is not an image format we read ({rules.formats_text()})",
                 input=where,
@@ -127,7 +128,7 @@ class ImageWriter:
                 input=where,
             )
         if fmt is None:
-            self.intake.to_convert.append(self.index)
+            self.intake.to_identify.append(self.index)
         return StagedImage(
             index=self.index,
             source_kind=self.source_kind,
@@ -135,11 +136,72 @@ class ImageWriter:
             storage_key=self.key,
             byte_size=self.size,
             sha256=self.digest.hexdigest(),
-            media_type=fmt.media_type if fmt else None,
+            media_type=fmt.media_type if fmt is not None else None,
         )
 
     def abort(self) -> None:
         self.file.close()
+
+
+class Base64Image:
+    """A base64 image decoded to storage as its text arrives, never held whole.
+
+    Takes an optional ``data:image/...;base64,`` prefix and whitespace (line breaks) anywhere.
+    """
+
+    def __init__(self, intake: JobIntake) -> None:
+        self.intake = intake
+        self.where = f"images[{intake._next_index()}]"
+        self.writer: ImageWriter | None = None
+        # Text before the data: prefix is settled, then the last partial 4-character group.
+        self.head = b""
+        self.carry = b""
+
+    def write(self, text: bytes) -> None:
+        if self.writer is None:
+            self.head += text
+            if not self._settle_prefix(final=False):
+                return
+            text, self.head = self.head, b""
+            self.writer = self.intake.begin_image("base64", None)
+        data = (self.carry + text).translate(None, _WHITESPACE)
+        usable = len(data) // 4 * 4
+        self.carry = data[usable:]
+        if usable:
+            self.writer.write(self._decode(data[:usable]))
+
+    def finish(self) -> None:
+        if self.writer is None:
+            self._settle_prefix(final=True)
+            text, self.head = self.head, b""
+            self.writer = self.intake.begin_image("base64", None)
+            self.write(text)
+        if self.carry:
+            self.writer.write(self._decode(self.carry))
+        self.intake.end_image(self.writer)
+
+    def _settle_prefix(self, *, final: bool) -> bool:
+        """Drop a data: prefix from ``head``; False while it cannot be told yet."""
+        if not self.head.startswith(b"data:"):
+            return final or not b"data:".startswith(self.head[:5])
+        comma = self.head.find(b",")
+        if comma >= 0:
+            self.head = self.head[comma + 1 :]
+            return True
+        if final or len(self.head) > MAX_DATA_PREFIX_BYTES:
+            raise InvalidRequest(
+                f"{self.where} starts with data: but has no comma before its base64",
+                input=self.where,
+            )
+        return False
+
+    def _decode(self, data: bytes) -> bytes:
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise InvalidRequest(
+                f"{self.where} is not valid base64 ({error})", input=self.where
+            ) from error
 
 
 class JobIntake:
@@ -159,8 +221,8 @@ class JobIntake:
         self.max_image_bytes = self.rules.max_image_bytes or settings.max_image_bytes
         self.max_images = self.rules.max_images or settings.max_images_per_job
         self.images: list[StagedImage] = []
-        # Indexes of images in a format sniff() does not know, for convert_other_formats().
-        self.to_convert: list[int] = []
+        # Indexes of images in formats sniff() does not know, for identify_other_formats().
+        self.to_identify: list[int] = []
         self.total_bytes = 0
         self._open: ImageWriter | None = None
 
@@ -183,26 +245,10 @@ class JobIntake:
         self.images.append(writer.finish())
 
     def add_base64(self, text: str) -> None:
-        index = self._next_index()
-        name = None
-        if text.startswith("data:"):
-            _, _, text = text.partition(",")
-        raw = text.encode("ascii", errors="replace").translate(None, _WHITESPACE)
-        if len(raw) * 3 // 4 > self.max_image_bytes + 2:
-            raise ImageTooLarge(
-                f"images[{index}] is larger than the "
-                f"{self.max_image_bytes // MB} MB limit per image",
-                input=f"images[{index}]",
-            )
-        try:
-            data = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError) as error:
-            raise InvalidRequest(
-                f"images[{index}] is not valid base64 ({error})", input=f"images[{index}]"
-            ) from error
-        writer = self.begin_image("base64", name)
-        writer.write(data)
-        self.end_image(writer)
+        """A base64 image given whole (a short string); long ones use Base64Image."""
+        image = Base64Image(self)
+        image.write(text.encode("ascii", errors="replace"))
+        image.finish()
 
     def add_url(self, url: str) -> None:
         index = self._next_index()
@@ -216,30 +262,23 @@ class JobIntake:
             StagedImage(index=index, source_kind="url", source_name=name, source_url=url)
         )
 
-    def convert_other_formats(self) -> None:
-        """Store images in formats sniff() does not know as PNG, if Pillow decodes them.
-
-        Blocking (decodes whole images): run it in a worker thread.
-        """
-        for index in self.to_convert:
+    def identify_other_formats(self) -> None:
+        """Read the header of each image in a format sniff() does not know: its format, and
+        its size against the pixel limit. Blocking (reads files): run it in a thread."""
+        for index in self.to_identify:
             staged = self.images[index]
-            if staged.storage_key is None:  # URLs are never sniffed here
+            if staged.storage_key is None:  # URLs are fetched and judged by the worker
                 continue
-            png = _to_png(
-                self.store.read(staged.storage_key),
-                index,
-                _label(index, staged.source_name),
-                self.settings.max_image_pixels,
-            )
-            with self.store.open_for_write(staged.storage_key) as out:
-                out.write(png)
             self.images[index] = dataclasses.replace(
                 staged,
-                byte_size=len(png),
-                sha256=hashlib.sha256(png).hexdigest(),
-                media_type=ImageFormat.PNG.media_type,
+                media_type=_identify_other_format(
+                    self.store.path(staged.storage_key),
+                    f"images[{index}]",
+                    _label(index, staged.source_name),
+                    self.settings,
+                ),
             )
-        self.to_convert.clear()
+        self.to_identify.clear()
 
     def discard(self) -> None:
         if self._open is not None:
@@ -247,52 +286,82 @@ class JobIntake:
         self.store.delete_job(self.job_id)
 
 
-def _to_png(data: bytes, index: int, label: str, max_pixels: int) -> bytes:
-    where = f"images[{index}]"
+def _identify_other_format(path: Path, where: str, label: str, settings: Settings) -> str:
+    """The media type of an image in a format sniff() does not know, from its header alone.
+
+    Pillow's open() reads the header and no pixels, so a small file that claims a huge
+    image costs nothing here; the pixel limit is checked before the worker decodes it.
+    """
     try:
         with warnings.catch_warnings():
-            # Our own pixel check runs before decoding; Pillow's guard would only warn.
+            # Our own pixel check follows; Pillow's guard would only warn.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
+            with Image.open(path) as opened:
                 width, height = opened.size
-                if width * height > max_pixels:
-                    raise Image.DecompressionBombError
-                opened.load()
-                image: Image.Image = opened
-                if image.mode not in ("RGB", "RGBA", "L", "LA"):
-                    image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-                out = io.BytesIO()
-                image.save(out, "PNG", compress_level=1)
-                return out.getvalue()
-    except Image.DecompressionBombError as error:
-        raise ImageTooLarge(
-            f"{label} has more pixels than the limit of {max_pixels}", input=where
-        ) from error
+                name = opened.format or ""
+    except Image.DecompressionBombError:
+        width, height, name = settings.max_image_pixels + 1, 1, ""
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        reason = "no format Pillow knows" if isinstance(error, UnidentifiedImageError) else error
         raise UnsupportedImageFormat(
-            f"{label} is not an image format we read or can convert to PNG: {error}",
+            f"{label} is not an image format we read or can convert to PNG ({reason})",
             input=where,
         ) from error
+    if width * height > settings.max_image_pixels:
+        raise ImageTooLarge(
+            f"{label} has more pixels than the limit of {settings.max_image_pixels}", input=where
+        )
+    return Image.MIME.get(name, f"image/x-{name.lower() or 'unknown'}")
 
 
 async def read_multipart(
     stream: AsyncIterator[bytes], content_type: str, intake: JobIntake, file_fields: set[str]
 ) -> dict[str, str]:
-    """Parse a multipart body; file parts named in ``file_fields`` become images."""
+    """Parse a multipart body; file parts named in ``file_fields`` become images.
+
+    Every other part is kept as a text field; those parts and every part's headers count
+    against ``max_fields_bytes`` together. A body that ends before its closing boundary is
+    refused whole: its last part may have been cut off anywhere.
+    """
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise InvalidRequest("multipart body without a boundary", input="Content-Type")
+    limit = intake.settings.max_fields_bytes
     fields: dict[str, str] = {}
-    state: dict[str, Any] = {"headers": {}, "field": b"", "value": b""}
+    state: dict[str, Any] = {
+        "headers": {}, "field": b"", "value": b"", "name": None, "writer": None,
+        "fields_bytes": 0, "ended": False,
+    }  # fmt: skip
+
+    def count(size: int) -> None:
+        state["fields_bytes"] += size
+        if state["fields_bytes"] > limit:
+            name = state["name"]
+            raise FieldTooLarge(
+                f"the form fields besides the images are over the limit of {size_text(limit)} "
+                f"together" + (f" (reached in {name})" if name else ""),
+                input=name,
+                details={"limit_bytes": limit},
+            )
 
     def on_part_begin() -> None:
-        state.update(headers={}, name=None, writer=None, buffer=bytearray())
+        state.update(headers={}, name=None, writer=None, buffer=bytearray(), header_bytes=0)
+
+    def count_header(size: int) -> None:
+        state["header_bytes"] += size
+        if state["header_bytes"] > MAX_PART_HEADER_BYTES:
+            raise FieldTooLarge(
+                f"a part's headers are over the limit of {size_text(MAX_PART_HEADER_BYTES)}",
+                details={"limit_bytes": MAX_PART_HEADER_BYTES},
+            )
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
+        count_header(end - start)
         state["field"] += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
+        count_header(end - start)
         state["value"] += data[start:end]
 
     def on_header_end() -> None:
@@ -308,26 +377,29 @@ async def read_multipart(
             state["writer"] = intake.begin_image(
                 "upload", filename.decode("utf-8", "replace") if filename else None
             )
+        else:
+            # Image parts' headers are bounded per part (and parts by the image limit);
+            # every other part counts whole, so many small fields add up too.
+            count(state["header_bytes"])
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         writer: ImageWriter | None = state["writer"]
         if writer is not None:
             writer.write(data[start:end])
             return
-        buffer: bytearray = state["buffer"]
-        buffer += data[start:end]
-        if len(buffer) > MAX_FIELD_BYTES:
-            raise InvalidRequest(
-                f"form field {state['name']!r} is over {MAX_FIELD_BYTES // MB} MB",
-                input=state["name"],
-            )
+        count(end - start)
+        state["buffer"] += data[start:end]
 
     def on_part_end() -> None:
         writer: ImageWriter | None = state["writer"]
+        state["writer"] = None
         if writer is not None:
             intake.end_image(writer)
         elif state["name"]:
             fields[state["name"]] = bytes(state["buffer"]).decode("utf-8", "replace")
+
+    def on_end() -> None:
+        state["ended"] = True
 
     parser = MultipartParser(
         boundary,
@@ -339,6 +411,7 @@ async def read_multipart(
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": on_end,
         },
     )
     try:
@@ -348,91 +421,85 @@ async def read_multipart(
     except ValueError as error:
         # python-multipart reports a malformed body as ValueError subclasses.
         raise InvalidRequest(f"malformed multipart body: {error}") from error
+    if not state["ended"]:
+        writer = state["writer"]
+        cut = writer.label if writer is not None else state["name"]
+        raise InvalidRequest(
+            "the multipart body ends before its closing boundary"
+            + (f"; {cut} is cut off" if cut else "")
+            + ": nothing was accepted, send the whole request again",
+            input=f"images[{writer.index}]" if writer is not None else state["name"],
+        )
     return fields
 
 
-class _ChunkReader:
-    """An async file-like object over the request stream, for ijson, with a size cap."""
-
-    def __init__(self, stream: AsyncIterator[bytes], limit: int) -> None:
-        self._stream = stream.__aiter__()
-        self._limit = limit
-        self._seen = 0
-
-    async def read(self, size: int = -1) -> bytes:
-        if size == 0:
-            # ijson reads zero bytes first to learn whether the source gives bytes or text.
-            return b""
-        # yajl copies a string value that spans reads again on every read, so a 27 MB base64
-        # image read in the server's 64 KB pieces took seconds; a few MB per read keep it fast.
-        # (An empty read means end of input to ijson, so empty chunks are skipped.)
-        parts: list[bytes] = []
-        got = 0
-        while got < JSON_READ_BYTES:
-            try:
-                chunk = await self._stream.__anext__()
-            except StopAsyncIteration:
-                break
-            parts.append(chunk)
-            got += len(chunk)
-            self._seen += len(chunk)
-            if self._seen > self._limit:
-                raise JobTooLarge(
-                    f"the request body is over {self._limit // MB} MB; images add up to more "
-                    "than the limit per job",
-                    input="images",
-                )
-        return b"".join(parts)
+# Each multipart part's headers (Content-Disposition with its file name, Content-Type).
+MAX_PART_HEADER_BYTES = 16 * 1024
+# Body bytes handed to the JSON reader at once, in a worker thread: fewer thread hops than
+# the server's 64 KB pieces, short enough holds of the GIL that the event loop keeps
+# answering (/healthz within 100 ms under six parallel 18 MB bodies), and the event loop
+# stays free while a body is scanned.
+JSON_FEED_BYTES = 256 * 1024
 
 
 async def read_json(
-    stream: AsyncIterator[bytes], intake: JobIntake, *, images_key: str = "images"
+    stream: AsyncIterator[bytes], intake: JobIntake, *, image_keys: dict[str, bool] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
     """Parse a JSON body; returns the other top-level fields and each image's kind.
 
-    Each string in ``images`` is stored as it arrives: URLs are kept to fetch later,
-    anything else is decoded as base64. The caller checks the kinds against the declared
-    input method.
+    Each image string is stored as it arrives: URLs are kept to fetch later, anything else
+    is decoded as base64. The caller checks the kinds against the declared input method.
+    ``image_keys`` names the members holding images: ``{"images": True}`` (an array) unless
+    given; DumplingAI also takes one string as ``image``.
     """
-    # Base64 is 4/3 of the bytes; the rest of the body (prompt, metadata) is small.
-    limit = intake.settings.max_job_bytes * 4 // 3 + 4 * MB
-    reader = _ChunkReader(stream, limit)
-    fields: dict[str, Any] = {}
+    settings = intake.settings
     kinds: list[str] = []
-    builders: dict[str, Any] = {}
-    key: str | None = None
-    try:
-        async for prefix, event, value in ijson.parse_async(reader, use_float=True):
-            if prefix == "":
-                if event == "map_key":
-                    key = value
-                    if key != images_key:
-                        builders[key] = ijson.ObjectBuilder()
-                elif event not in ("start_map", "end_map"):
-                    raise InvalidRequest("the JSON body must be an object")
-                continue
-            if key == images_key:
-                if prefix == images_key and event in ("start_array", "end_array"):
-                    continue
-                if prefix != f"{images_key}.item" or event != "string":
-                    raise InvalidRequest(
-                        f"{images_key} must be an array of strings (URLs or base64)",
-                        input=images_key,
-                    )
-                # Only the head: base64 is all scheme characters, so an unbounded match
-                # would scan (and backtrack over) the whole image.
-                if _URL_SCHEME.match(value, 0, 40):
-                    kinds.append("url")
-                    intake.add_url(value)
-                else:
-                    kinds.append("base64")
-                    intake.add_base64(value)
-            elif key is not None:
-                builders[key].event(event, value)
-    except ijson.JSONError as error:
-        raise InvalidRequest(f"the body is not valid JSON: {error}") from error
-    except ijson.IncompleteJSONError as error:
-        raise InvalidRequest(f"the body is not valid JSON: {error}") from error
-    for name, builder in builders.items():
-        fields[name] = builder.value
-    return fields, kinds
+
+    class Images:
+        """URLs are kept to fetch later; anything else is base64, stored as it arrives.
+        Only a string's head is looked at: base64 is all scheme characters, so an
+        unbounded match would scan (and backtrack over) the whole image."""
+
+        def whole(self, _key: str, text: str) -> None:
+            if _URL_SCHEME.match(text, 0, 40):
+                kinds.append("url")
+                intake.add_url(text)
+            else:
+                kinds.append("base64")
+                intake.add_base64(text)
+
+        def stream(self, _key: str, head: str) -> Base64Image | None:
+            if _URL_SCHEME.match(head, 0, 40):
+                return None
+            kinds.append("base64")
+            return Base64Image(intake)
+
+    reader = JsonObjectReader(
+        image_keys=image_keys or {"images": True},
+        images=Images(),
+        max_depth=settings.max_json_depth,
+        max_fields_bytes=settings.max_fields_bytes,
+        # A URL is at most MAX_URL_CHARS; JSON escapes may make it six times as long.
+        max_whole_chars=MAX_URL_CHARS * 6,
+    )
+    # The images add up to the job limit as base64; the fields have their own limit.
+    limit = settings.max_job_bytes * 3 // 2 + settings.max_fields_bytes + 1 * MB
+    seen = 0
+    pending: list[bytes] = []
+    pending_size = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > limit:
+            raise JobTooLarge(
+                f"the request body is over {limit // MB} MB; images add up to more than the "
+                "limit per job",
+                input="images",
+            )
+        pending.append(chunk)
+        pending_size += len(chunk)
+        if pending_size >= JSON_FEED_BYTES:
+            await run_in_threadpool(reader.feed, b"".join(pending))
+            pending, pending_size = [], 0
+    if pending:
+        await run_in_threadpool(reader.feed, b"".join(pending))
+    return reader.close(), kinds

@@ -6,12 +6,21 @@ A worker exits on its own when it cannot go on (an unrecoverable broker error, o
 consumer watchdog); its unacknowledged tasks come back, so starting it again is all
 recovery needs. Children get a process group of their own: Ctrl-C in a terminal reaches
 only us, and we stop them, rather than racing their shutdown against a restart.
+
+Children die with us: on Linux each asks the kernel for SIGKILL when the thread that
+started it ends (PR_SET_PDEATHSIG), so a supervisor killed by SIGKILL or the OOM killer
+leaves no worker or beat behind (a restarted ``serve`` would otherwise run two beats).
+That signal follows the starting *thread*, so the watcher thread, which starts restarted
+children, lives until :meth:`stop` has stopped them all.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +31,18 @@ from typing import IO
 # A child that ran this long before exiting was healthy: start it again at once.
 HEALTHY_RUN_SECONDS = 60.0
 MAX_RESTART_DELAY_SECONDS = 30.0
+_PR_SET_PDEATHSIG = 1
+# Looked up once here: the child calls it between fork and exec, where it must not load
+# libraries or take locks.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Run in the child before exec: SIGKILL when the starting thread ends."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
 
 
 @dataclass
@@ -54,6 +75,7 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, name: str, command: Sequence[str], log: Path | None = None) -> Child:
@@ -71,10 +93,8 @@ class Supervisor:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop restarting, send SIGTERM to every child, wait, then SIGKILL what is left."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-        with self._lock:
+        with self._lock:  # the watcher checks _stopping under this lock
+            self._stopping.set()
             processes = [child.process for child in self.children.values()]
         for process in processes:
             if process.poll() is None:
@@ -86,21 +106,29 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        # Only now may the watcher thread end: its end kills the children it started.
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
 
     def _spawn(self, command: Sequence[str], log: Path | None) -> subprocess.Popen[bytes]:
         output: IO[bytes] | None = log.open("ab") if log is not None else None
         try:
+            parent = os.getpid()
             return subprocess.Popen(  # noqa: S603 — our own argument lists, no shell
                 list(command), env=self.env, cwd=self.cwd, stdout=output,
                 stderr=subprocess.STDOUT if output is not None else None, process_group=0,
+                preexec_fn=lambda: _die_with_parent(parent),
             )  # fmt: skip
         finally:
             if output is not None:
                 output.close()  # the child has its own copy
 
     def _watch(self) -> None:
-        while not self._stopping.wait(self.poll_interval):
+        while not self._stopped.wait(self.poll_interval):
             with self._lock:
+                if self._stopping.is_set():
+                    continue
                 for child in self.children.values():
                     self._check(child)
 

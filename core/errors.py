@@ -29,6 +29,10 @@ class ErrorKind(enum.Enum):
     )
     IMAGE_TOO_LARGE = KindSpec("image_too_large", 413, 261002, False, "Image too large")
     JOB_TOO_LARGE = KindSpec("job_too_large", 413, 261002, False, "Job too large")
+    FIELD_TOO_LARGE = KindSpec("field_too_large", 413, 100001, False, "Field too large")
+    HEADERS_TOO_LARGE = KindSpec(
+        "headers_too_large", 431, 100001, False, "Request header fields too large"
+    )
     TOO_MANY_IMAGES = KindSpec("too_many_images", 400, 100001, False, "Too many images")
     CORRUPT_IMAGE = KindSpec("corrupt_image", 400, 261003, False, "Corrupt image")
     IMAGE_FETCH_FAILED = KindSpec("image_fetch_failed", 400, 261003, False, "Image fetch failed")
@@ -97,6 +101,10 @@ class ImageTooLarge(ImageExtractError):
 
 class JobTooLarge(ImageExtractError):
     kind = ErrorKind.JOB_TOO_LARGE
+
+
+class FieldTooLarge(ImageExtractError):
+    kind = ErrorKind.FIELD_TOO_LARGE
 
 
 class TooManyImages(ImageExtractError):

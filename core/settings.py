@@ -57,7 +57,13 @@ class Settings(BaseSettings):
     # How long the u1 and DumplingAI endpoints wait for their job to end before answering
     # with a timeout (the job keeps running and stays under /v1/jobs).
     sync_wait: timedelta = timedelta(minutes=10)
-    max_prompt_chars: int = 100_000
+    # Hostile-input limits of the API (see README, "Limits"): characters of the prompt;
+    # nesting of any JSON value; bytes of every field but the images together (JSON bodies
+    # and multipart forms, part headers included); bytes of the request line and headers.
+    max_prompt_chars: int = Field(default=100_000, ge=1)
+    max_json_depth: int = Field(default=32, ge=2)
+    max_fields_bytes: int = Field(default=1 * MB, ge=1024)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
     url_fetch_timeout: timedelta = timedelta(seconds=30)
     # Hosts or networks that image and webhook URLs may reach although private (tests, intranets).
     url_allow_list: list[str] = Field(default_factory=list)
@@ -120,6 +126,9 @@ class Settings(BaseSettings):
     anonymous_rate_limit_per_minute: int = 120
     # Where rate-limit counters live; default: the broker when it is Redis, else memory.
     rate_limit_url: str | None = None
+    # Bearer token that /metrics wants (Prometheus' `authorization` setting); without
+    # one, /metrics is off: its counts span every account.
+    metrics_token: SecretStr | None = None
     idempotency_ttl: timedelta = timedelta(hours=24)
     # A claimed key whose request never finished (the API died) is free again after this.
     idempotency_claim_timeout: timedelta = timedelta(minutes=15)

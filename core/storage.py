@@ -39,14 +39,32 @@ class ImageStore:
     def delete(self, key: str) -> None:
         path = self.path(key)
         path.unlink(missing_ok=True)
-        # The job's folder goes with its last file; another file may still be there.
-        try:
-            path.parent.rmdir()
-        except OSError:
-            pass
+        # The job's folder goes with its last file; another file may still be there. The
+        # root stays, even when empty: every process expects it.
+        if path.parent != self.root:
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
 
     def delete_job(self, job_id: uuid.UUID) -> None:
         shutil.rmtree(self.root / str(job_id), ignore_errors=True)
+
+    def job_ids(self) -> list[uuid.UUID]:
+        """Jobs that have a folder here (none if the root is gone: someone removed it)."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        found = []
+        for entry in entries:
+            try:
+                job_id = uuid.UUID(entry.name)
+            except ValueError:
+                continue
+            if entry.is_dir():
+                found.append(job_id)
+        return found
 
     def files(self) -> list[str]:
         """Every key present, for cleanup and for tests that check nothing is left."""

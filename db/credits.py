@@ -74,6 +74,15 @@ def ledger_sum(session: Session, account_id: uuid.UUID) -> int:
     )
 
 
+def entry_id(session: Session, account_id: uuid.UUID, public_id: uuid.UUID) -> int | None:
+    """The row id of the account's entry ``public_id``, or None."""
+    return session.execute(
+        select(CreditLedgerEntry.id).where(
+            CreditLedgerEntry.public_id == public_id, CreditLedgerEntry.account_id == account_id
+        )
+    ).scalar_one_or_none()
+
+
 def list_entries(
     session: Session, account_id: uuid.UUID, *, before_id: int | None, limit: int
 ) -> list[CreditLedgerEntry]:

@@ -222,9 +222,12 @@ class CreditLedgerEntry(Base):
     __table_args__ = (
         Index("ix_credit_ledger_account_id_created_at", "account_id", "created_at"),
         Index("ix_credit_ledger_job_id", "job_id"),
+        Index("ix_credit_ledger_public_id", "public_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # What the API shows and pages by; ``id`` counts every account's entries.
+    public_id: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16))

@@ -24,6 +24,7 @@ from tests import stack
 from tests.sample_images import jpeg_for, png_for
 
 ROOT = Path(__file__).resolve().parents[1]
+METRICS_TOKEN = "metrics-test-token"  # noqa: S105 — the test stack's own, on loopback
 
 
 @dataclass
@@ -74,6 +75,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "IMAGEEXTRACT_MODEL_RETRY_BASE": "PT0.05S",
                 "IMAGEEXTRACT_MODEL_RETRY_MAX": "PT1S",
                 "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
+                "IMAGEEXTRACT_METRICS_TOKEN": METRICS_TOKEN,
                 # Webhook retries seconds apart instead of hours, run by a fast beat.
                 "IMAGEEXTRACT_WEBHOOK_DISPATCH_INTERVAL": "PT0.5S",
                 "IMAGEEXTRACT_WEBHOOK_RETRY_SCHEDULE": '["PT0S", "PT0.5S", "PT1S", "PT2S", "PT2S"]',
@@ -145,11 +147,13 @@ def worker_process(
 @pytest.fixture(scope="session")
 def api_url(settings: Any) -> Iterator[str]:
     from api.app import create_app
+    from api.http_server import server_config
 
     port = stack.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+        server_config(create_app(settings), settings, host="127.0.0.1", port=port,
+                      log_level="warning")
+    )  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     stack.wait_for_port(port)

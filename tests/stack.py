@@ -6,6 +6,7 @@ we are root the cluster belongs to the ``postgres`` user and is started through 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import http.server
@@ -19,6 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 # An HTTP answer: status, headers, body.
 Reply = tuple[int, dict[str, str], bytes]
@@ -192,3 +195,16 @@ def http_server(answer: Callable[[str], Reply]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def asgi_request(app: Any, method: str, path: str, **options: Any) -> httpx.Response:
+    """One request to an app in this process, without a server: for apps made with other
+    settings than the stack's (a database that cannot be reached, metrics off). The app's
+    own errors come back as its responses, as they would over HTTP."""
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.request(method, path, **options)
+
+    return asyncio.run(send())

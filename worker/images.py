@@ -30,10 +30,13 @@ def prepare_image(data: bytes, *, max_side: int, max_pixels: int, name: str) -> 
     if not data:
         raise CorruptImage(f"{name} is empty (0 bytes)", input=name)
     fmt = sniff(data[:SNIFF_BYTES])
+    # The format Pillow recognised from the header, for one sniff() does not know.
+    claimed = fmt.value.upper() if fmt is not None else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data))
+            claimed = claimed or image.format
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLarge(
@@ -44,14 +47,14 @@ def prepare_image(data: bytes, *, max_side: int, max_pixels: int, name: str) -> 
     except ImageTooLarge:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
-        if fmt is None:
+        if claimed is None:
             raise UnsupportedImageFormat(
                 f"{name} is not an image format we read (PNG, JPEG, WebP, HEIC, HEIF, BMP, "
                 "GIF, TIFF, or another format Pillow decodes)",
                 input=name,
             ) from error
         raise CorruptImage(
-            f"{name} claims to be {fmt.value.upper()} but cannot be decoded: {error}", input=name
+            f"{name} claims to be {claimed} but cannot be decoded: {error}", input=name
         ) from error
 
     rotated = image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)

@@ -83,11 +83,7 @@ def delete_orphan_files(runtime: WorkerRuntime, *, older_than: timedelta = ORPHA
     """Delete stored files that no item needs: not queued or running, and not a recent
     retryable failure kept for /retry."""
     deleted = 0
-    for folder in [path for path in runtime.store.root.iterdir() if path.is_dir()]:
-        try:
-            job_id = uuid.UUID(folder.name)
-        except ValueError:
-            continue
+    for job_id in runtime.store.job_ids():
         deleted += delete_unneeded_files(runtime, job_id, older_than=older_than)
     return deleted
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -36,6 +37,9 @@ def get_account(account: AccountDep, state: StateDep) -> AccountOut:
             max_images_per_job=settings.max_images_per_job,
             max_image_bytes=settings.max_image_bytes,
             max_job_bytes=settings.max_job_bytes,
+            max_prompt_chars=settings.max_prompt_chars,
+            max_fields_bytes=settings.max_fields_bytes,
+            max_json_depth=settings.max_json_depth,
         ),
         created_at=account.created_at,
     )
@@ -51,9 +55,12 @@ def get_ledger(
     """Credit movements, newest first."""
     before = None
     if cursor:
-        if not cursor.isdigit():
+        try:
+            before = credits_repository.entry_id(session, account.id, uuid.UUID(cursor))
+        except ValueError:
+            before = None
+        if before is None:
             raise InvalidRequest("cursor is not one this API gave out", input="cursor")
-        before = int(cursor)
     entries = credits_repository.list_entries(
         session, account.id, before_id=before, limit=limit + 1
     )
@@ -62,7 +69,7 @@ def get_ledger(
     return LedgerPage(
         entries=[
             LedgerEntryOut(
-                id=entry.id,
+                id=entry.public_id,
                 kind=entry.kind,
                 amount=entry.amount,
                 delta=entry.delta,
@@ -73,5 +80,5 @@ def get_ledger(
             )
             for entry in entries
         ],
-        next_cursor=str(entries[-1].id) if more and entries else None,
+        next_cursor=str(entries[-1].public_id) if more and entries else None,
     )

@@ -20,6 +20,7 @@ from api.compat_errors import (
 )
 from api.dependencies import ShortAccountDep, StateDep
 from api.intake import IntakeRules
+from api.json_body import is_json_media_type
 from api.routes.jobs import accept_job, wait_for_end
 from api.schemas.dumplingai import (
     DumplingAIError,
@@ -88,7 +89,7 @@ def _check_fields(fields: dict[str, Any], image_count: int) -> None:
     require(
         [
             ("inputMethod", given("inputMethod")),
-            ("images", image_count > 0),
+            ("images", image_count > 0 or given("image")),
             ("prompt", given("prompt")),
         ]
     )
@@ -105,9 +106,7 @@ class _Body:
             prompt=parsed.prompt,
             json_mode=parsed.jsonMode,
             webhook_url=parsed.webhook_url,
-            metadata={"requestSource": parsed.requestSource.value}
-            if parsed.requestSource
-            else None,
+            metadata={"requestSource": parsed.requestSource} if parsed.requestSource else None,
             api="dumplingai",
         )
 
@@ -164,8 +163,8 @@ async def extract_image(
     ] = False,
 ) -> JSONResponse:
     """Extract data from 1 to 3000 images (URLs or base64) as the prompt asks."""
-    content_type = request.headers.get("content-type", "")
-    if not (content_type.startswith("application/json") or content_type.endswith("+json")):
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if not is_json_media_type(media_type):
         raise InvalidRequest("send the request as application/json", input="Content-Type")
     body = _Body()
     job = await accept_job(
@@ -175,8 +174,10 @@ async def extract_image(
         file_fields=set(),
         input_method_key="inputMethod",
         to_options=body.to_options,
-        rules=IntakeRules(convert_other_formats=True),
+        rules=IntakeRules(other_pillow_formats=True),
         check_fields=_check_fields,
+        # DumplingAI's own clients send one image as "image".
+        image_keys={"images": True, "image": False},
     )
     url = str(request.url_for("get_job", job_id=job.id))
     if async_ or (body.fields is not None and (body.fields.async_ or body.fields.webhook_url)):

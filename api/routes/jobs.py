@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.dependencies import AccountDep, AppState, JobDep, SessionDep, ShortAccountDep, StateDep
 from api.intake import IntakeRules, JobIntake, read_json, read_multipart
+from api.json_body import check_text, is_json_media_type, loads_field
 from api.schemas.jobs import (
     CreditsOut,
     ItemCounts,
@@ -33,7 +33,7 @@ from api.schemas.jobs import (
 )
 from core import idempotency, url_guard
 from core import jobs as jobs_service
-from core.errors import Gone, InvalidRequest, MissingField, NotFound
+from core.errors import FieldTooLarge, Gone, InvalidRequest, MissingField, NotFound
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from db.models import Account, ItemStatus, Job, JobItem, JobStatus
@@ -41,6 +41,7 @@ from db.models import Account, ItemStatus, Job, JobItem, JobStatus
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 SCENES = ("general", "medical")
+WEBHOOK_URL_NAMES = ("webhook_url", "webhookUrl")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -75,12 +76,8 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
         raise InvalidRequest(
             f"scene must be one of {', '.join(SCENES)}, not {scene!r}", input="scene"
         )
+    # A multipart form's metadata was parsed by accept_job (depth-checked).
     metadata = fields.get("metadata")
-    if isinstance(metadata, str) and metadata:
-        try:
-            metadata = json.loads(metadata)
-        except ValueError as error:
-            raise InvalidRequest("metadata must be a JSON object", input="metadata") from error
     if metadata in ("", None):
         metadata = None
     elif not isinstance(metadata, dict):
@@ -106,12 +103,16 @@ MAX_RESULTS_TTL = 90 * 24 * 3600
 def _results_ttl(value: Any) -> int | None:
     if value is None or value == "":
         return None
-    try:
-        seconds = int(value)
-    except (TypeError, ValueError) as error:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(
-            "results_ttl must be a number of seconds", input="results_ttl"
-        ) from error
+            f"results_ttl must be a whole number of seconds, not {value!r}"[:200],
+            input="results_ttl",
+        )
+    seconds = value
     if not MIN_RESULTS_TTL <= seconds <= MAX_RESULTS_TTL:
         raise InvalidRequest(
             f"results_ttl must be between {MIN_RESULTS_TTL} s and {MAX_RESULTS_TTL} s (90 days)",
@@ -177,28 +178,38 @@ async def accept_job(
     to_options: Any,
     rules: IntakeRules | None = None,
     check_fields: Callable[[dict[str, Any], int], None] | None = None,
+    image_keys: dict[str, bool] | None = None,
 ) -> Job:
     """Stream the images in, validate, and create the job; nothing is left on failure.
 
     Shared by every API style; ``to_options`` turns that style's fields into JobOptions.
     ``rules`` narrows what a style takes (u1: one JPEG/PNG/BMP of at most 10 MB);
     ``check_fields`` sees the fields and the image count before anything else is checked
-    (the compatible APIs name every missing field at once).
+    (the compatible APIs name every missing field at once). ``image_keys``: the JSON
+    members that hold images (see read_json).
     With an ``Idempotency-Key`` header, a repeat of the same request returns the job the
     first one created (and charges nothing more).
     """
-    intake = JobIntake(state.store, state.settings, uuid.uuid4(), rules)
+    settings = state.settings
+    intake = JobIntake(state.store, settings, uuid.uuid4(), rules)
     content_type = request.headers.get("content-type", "")
     key = request.headers.get("idempotency-key")
     claimed = await run_in_threadpool(_claim, state, account, key) if key is not None else None
     try:
         kinds: list[str] | None = None
-        if content_type.startswith("multipart/form-data"):
+        media_type = content_type.partition(";")[0].strip().lower()
+        if media_type == "multipart/form-data":
             fields: dict[str, Any] = await read_multipart(
                 request.stream(), content_type, intake, file_fields
             )
-        elif content_type.startswith("application/json") or content_type.endswith("+json"):
-            fields, kinds = await read_json(request.stream(), intake)
+            for name, value in fields.items():
+                check_text(name, value)
+            if fields.get("metadata"):
+                fields["metadata"] = loads_field(
+                    "metadata", fields["metadata"], settings.max_json_depth
+                )
+        elif is_json_media_type(media_type):
+            fields, kinds = await read_json(request.stream(), intake, image_keys=image_keys)
         else:
             raise InvalidRequest(
                 "send the job as multipart/form-data or application/json", input="Content-Type"
@@ -207,12 +218,21 @@ async def accept_job(
             check_fields(fields, len(intake.images))
         if kinds is not None:
             check_input_method(kinds, fields.get(input_method_key), input_method_key)
-        if intake.to_convert:
-            await run_in_threadpool(intake.convert_other_formats)
+        if intake.to_identify:
+            await run_in_threadpool(intake.identify_other_formats)
         options = to_options(fields)
+        if len(options.prompt) > settings.max_prompt_chars:
+            raise FieldTooLarge(
+                f"prompt is {len(options.prompt)} characters; the limit is "
+                f"{settings.max_prompt_chars}",
+                input="prompt",
+                details={"limit_chars": settings.max_prompt_chars},
+            )
         if options.webhook_url is not None:
             # Static checks only (scheme, literal address); names are resolved at delivery.
-            url_guard.require_safe_url(state.settings, options.webhook_url, input="webhook_url")
+            # Named as the client spelled it (DumplingAI's clients send webhookUrl).
+            spelled = next((name for name in WEBHOOK_URL_NAMES if fields.get(name)), "webhook_url")
+            url_guard.require_safe_url(state.settings, options.webhook_url, input=spelled)
         request_fingerprint = idempotency.fingerprint(request.url.path, fields, intake.images)
         if isinstance(claimed, idempotency.Replay):
             idempotency.check_replay(claimed, request_fingerprint)
@@ -366,7 +386,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, _, job_id = raw.partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not 2000 <= when.year <= 9000:
+            raise ValueError(created)
+        return when, uuid.UUID(job_id)
     except ValueError as error:
         raise InvalidRequest("cursor is not one this API gave out", input="cursor") from error
 
@@ -501,10 +524,10 @@ def list_job_items(
     _check_not_purged(job)
     after = -1
     if cursor:
-        try:
-            after = int(cursor)
-        except ValueError as error:
-            raise InvalidRequest("cursor is not one this API gave out", input="cursor") from error
+        # Item indexes: a few ASCII digits ("²" is a digit to str.isdigit, not to int()).
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 9):
+            raise InvalidRequest("cursor is not one this API gave out", input="cursor")
+        after = int(cursor)
     items = jobs_repository.list_items(
         session, job.id, status=status, after_index=after, limit=limit + 1
     )

@@ -23,6 +23,9 @@ class LimitsOut(BaseModel):
     max_images_per_job: int
     max_image_bytes: int
     max_job_bytes: int
+    max_prompt_chars: int
+    max_fields_bytes: int = Field(description="Every field but the images, together.")
+    max_json_depth: int
 
 
 class AccountOut(BaseModel):
@@ -35,7 +38,7 @@ class AccountOut(BaseModel):
 
 
 class LedgerEntryOut(BaseModel):
-    id: int
+    id: uuid.UUID
     kind: Literal["grant", "reserve", "capture", "refund"]
     amount: int
     delta: int = Field(description="Effect on the balance: grant +, reserve -, refund +, capture 0")

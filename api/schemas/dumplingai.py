@@ -5,26 +5,19 @@ Field names are DumplingAI's (camelCase), as its clients send and read them.
 
 from __future__ import annotations
 
-import enum
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 
 from api.schemas.compat import AnswerAtOnceFields
 
-
-class RequestSource(enum.StrEnum):
-    API = "API"
-    WEB = "WEB"
-    MAKE_DOT_COM = "MAKE_DOT_COM"
-    ZAPIER = "ZAPIER"
-    N8N = "N8N"
-    PLAYGROUND = "PLAYGROUND"
-    DEFAULT_AUTOMATION = "DEFAULT_AUTOMATION"
-    AGENT_PREVIEW = "AGENT_PREVIEW"
-    AGENT_LIVE = "AGENT_LIVE"
-    AUTOPILOT = "AUTOPILOT"
-    STUDIO = "STUDIO"
+# The values the DumplingAI reference lists; its own clients send others ("mcp", "CLI"),
+# so any short string is taken and kept.
+DOCUMENTED_REQUEST_SOURCES = (
+    "API", "WEB", "MAKE_DOT_COM", "ZAPIER", "N8N", "PLAYGROUND", "DEFAULT_AUTOMATION",
+    "AGENT_PREVIEW", "AGENT_LIVE", "AUTOPILOT", "STUDIO",
+)  # fmt: skip
+MAX_REQUEST_SOURCE_CHARS = 64
 
 
 class ExtractImageFields(AnswerAtOnceFields):
@@ -36,8 +29,12 @@ class ExtractImageFields(AnswerAtOnceFields):
         default=False,
         description="Results as JSON: one image's JSON, or an array with one entry per image.",
     )
-    requestSource: RequestSource | None = Field(
-        default=None, description="Kept in the job's metadata as requestSource."
+    requestSource: str | None = Field(
+        default=None,
+        max_length=MAX_REQUEST_SOURCE_CHARS,
+        description="Kept in the job's metadata as requestSource. The reference lists "
+        + ", ".join(DOCUMENTED_REQUEST_SOURCES)
+        + "; any other string is kept too.",
     )
     webhook_url: str | None = Field(
         default=None,
@@ -50,11 +47,17 @@ class ExtractImageFields(AnswerAtOnceFields):
 class ExtractImageRequest(ExtractImageFields):
     """The whole request body, for the OpenAPI document."""
 
-    images: list[str] = Field(
+    images: list[str] | None = Field(
+        default=None,
         min_length=1,
         max_length=3000,
         description="URLs, or base64 strings (a data: prefix is accepted); 20 MB per image, "
-        "100 MB in all.",
+        "100 MB in all. Required unless `image` is given.",
+    )
+    image: str | None = Field(
+        default=None,
+        description="One image, as DumplingAI's own clients send it: the same as "
+        "`images` with one element.",
     )
 
 

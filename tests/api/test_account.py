@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -62,6 +63,43 @@ def test_account_shows_balance_price_and_limits(make_caller: Callable[..., Calle
     assert [(e["kind"], e["amount"], e["balance_after"]) for e in _ledger(caller)] == [
         ("grant", 500, 500)
     ]
+
+
+def test_ledger_pages_by_opaque_ids_that_tell_nothing_of_other_accounts(
+    make_caller: Callable[..., Caller], session_factory: Any
+) -> None:
+    """Entry ids were the table's global counter: one account's next id showed how many
+    entries every other account had made since."""
+    other = make_caller("other", credits=10)
+    for amount in range(5):
+        _grant(session_factory, other.name, amount + 1)
+    caller = make_caller("acme", credits=10)
+    for amount in range(4):
+        _grant(session_factory, caller.name, amount + 1)
+    first = caller.client.get("/v1/account/ledger", params={"limit": 3}).json()
+    second = caller.client.get(
+        "/v1/account/ledger", params={"limit": 3, "cursor": first["next_cursor"]}
+    ).json()
+    entries = first["entries"] + second["entries"]
+    assert [entry["amount"] for entry in entries] == [4, 3, 2, 1, 10]
+    assert second["next_cursor"] is None
+    for entry in entries:
+        assert uuid.UUID(entry["id"]).version == 4
+    # Another account's cursor is not one this account was given.
+    other_page = other.client.get("/v1/account/ledger", params={"limit": 1}).json()
+    refused = caller.client.get("/v1/account/ledger", params={"cursor": other_page["next_cursor"]})
+    assert refused.status_code == 400
+    assert refused.json()["input"] == "cursor"
+
+
+def _grant(session_factory: Any, account_name: str, amount: int) -> None:
+    from core import accounts as accounts_service
+    from core import credits as credits_service
+    from db.engine import unit_of_work
+
+    with unit_of_work(session_factory) as session:
+        account = accounts_service.get_account(session, account_name)
+        credits_service.grant(session, account.id, amount)
 
 
 def test_a_job_reserves_its_price_and_refunds_failed_images(

@@ -167,15 +167,39 @@ def test_get_lists_the_supported_formats_and_limits(caller: Caller) -> None:
     }
 
 
-def test_request_source_is_one_of_the_documented_values(caller: Caller) -> None:
+@pytest.mark.parametrize("source", ["ZAPIER", "mcp", "CLI"])
+def test_request_source_is_kept_whatever_the_client_calls_itself(
+    caller: Caller, source: str
+) -> None:
+    """The reference lists an enum, but DumplingAI's own clients send "mcp" and "CLI"."""
     body = {"inputMethod": "base64", "images": [_b64(png_for(0))], "prompt": "x"}
-    response = caller.client.post(URL, json={**body, "requestSource": "ZAPIER"})
+    response = caller.client.post(URL, json={**body, "requestSource": source})
     _ok(response)
     job = caller.client.get(response.headers["location"]).json()
-    assert job["metadata"] == {"requestSource": "ZAPIER"}
-    message = _error(caller.client.post(URL, json={**body, "requestSource": "zapier"}), 400)
+    assert job["metadata"] == {"requestSource": source}
+
+
+def test_a_request_source_past_64_characters_is_refused(caller: Caller) -> None:
+    body = {"inputMethod": "base64", "images": [_b64(png_for(0))], "prompt": "x"}
+    message = _error(caller.client.post(URL, json={**body, "requestSource": "x" * 65}), 400)
     assert "requestSource" in message
-    assert "MAKE_DOT_COM" in message
+    assert "64" in message
+
+
+def test_one_image_as_image_like_dumplingais_own_clients_send_it(
+    caller: Caller, image_server: str
+) -> None:
+    """{"image": "<url or base64>"} is a one-element images; unknown fields are ignored."""
+    for image in (_b64(png_for(4)), f"{image_server}/img/5.png"):
+        method = "url" if image.startswith("http") else "base64"
+        body = {"inputMethod": method, "image": image, "prompt": "x", "jsonMode": True,
+                "requestSource": "mcp", "clientVersion": "1.2.3"}  # fmt: skip
+        result = _ok(caller.client.post(URL, json=body))
+        assert result["imageCount"] == 1
+        assert json.loads(result["results"]) == _size_json(4 if method == "base64" else 5)
+    both = {"inputMethod": "base64", "image": _b64(png_for(0)), "images": [_b64(png_for(1))],
+            "prompt": "x"}  # fmt: skip
+    assert "once" in _error(caller.client.post(URL, json=both), 400)
 
 
 @pytest.mark.parametrize(

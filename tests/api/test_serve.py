@@ -121,6 +121,23 @@ def test_serve_prints_a_key_and_a_curl_that_works_as_printed(tmp_path: Path) -> 
         _stop(process)
 
 
+def _kill_the_io_worker_and_wait_for_its_restart(
+    process: subprocess.Popen[bytes], log: Path
+) -> int:
+    """SIGKILL serve's io worker once it is ready; returns its pid once the new one is ready
+    (started again, and connected to the broker: ready to consume)."""
+    deadline = time.monotonic() + 60
+    while _io_worker_ready(log) < 1 or (first := _io_worker_of(process.pid)) is None:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _io_worker_ready(log) < 2:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    return first
+
+
 @pytest.mark.timeout(120)
 def test_serve_starts_a_worker_again_when_it_dies_and_stops_all_on_sigterm(
     tmp_path: Path,
@@ -130,17 +147,7 @@ def test_serve_starts_a_worker_again_when_it_dies_and_stops_all_on_sigterm(
     # A remote model: the cpu worker need not load the local engine's models.
     process = _start(tmp_path / "data", port, log, model_provider="openai")
     try:
-        deadline = time.monotonic() + 60
-        while _io_worker_ready(log) < 1 or (first := _io_worker_of(process.pid)) is None:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        os.kill(first, signal.SIGKILL)
-
-        # Started again, and connected to the broker: ready to consume.
-        deadline = time.monotonic() + 30
-        while _io_worker_ready(log) < 2:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        first = _kill_the_io_worker_and_wait_for_its_restart(process, log)
         assert _io_worker_of(process.pid) not in (None, first)
         assert "serve: worker io exited unexpectedly with code -9" in log.read_text()
         workers = _children_of(process.pid)
@@ -153,3 +160,43 @@ def test_serve_starts_a_worker_again_when_it_dies_and_stops_all_on_sigterm(
         )
     # Stopping is not mistaken for workers dying.
     assert log.read_text().count("exited unexpectedly") == 1, log.read_text()
+
+
+def _descendants_of(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for parent in frontier for child in _children_of(parent)]
+        found.extend(children)
+        frontier = children
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+@pytest.mark.timeout(180)
+def test_serve_killed_by_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
+    """SIGKILL (or the OOM killer) gives serve no chance to stop its children; they must
+    die with it, also a worker it restarted, or a second serve would run two beats."""
+    port = stack.free_port()
+    log = tmp_path / "serve.log"
+    process = _start(tmp_path / "data", port, log, model_provider="openai")
+    try:
+        # Restarted workers are started by another thread of serve than the first ones.
+        _kill_the_io_worker_and_wait_for_its_restart(process, log)
+        family = _descendants_of(process.pid)
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in family]
+        assert any(b"beat" in command for command in commands), commands
+        assert len(family) >= 4  # io worker, cpu worker and its pool, beat
+    finally:
+        process.kill()
+        process.wait(30)
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in family):
+        left = [pid for pid in family if not _gone(pid)]
+        assert time.monotonic() < deadline, f"still running after serve died: {left}"
+        time.sleep(0.2)
