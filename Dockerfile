@@ -2,6 +2,8 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY api api
+COPY cli cli
+COPY extraction extraction
 COPY worker worker
 COPY db db
 COPY core core

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from core import credits as credits_service
-from core.errors import Conflict, NotFound, Unauthorized
+from core.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from db import accounts as accounts_repository
 from db.models import Account, ApiKey
 
@@ -47,6 +47,19 @@ def get_account(session: Session, name: str) -> Account:
     account = accounts_repository.get_account_by_name(session, name)
     if account is None:
         raise NotFound(f"no account named {name!r}", input="name")
+    return account
+
+
+def set_rate_limit(session: Session, name: str, requests_per_minute: int | None) -> Account:
+    """Give the account's keys their own limit of requests a minute each (None: the
+    service's default)."""
+    if requests_per_minute is not None and requests_per_minute < 1:
+        raise InvalidRequest(
+            "the rate limit is at least 1 request a minute", input="requests_per_minute"
+        )
+    account = get_account(session, name)
+    account.rate_limit_per_minute = requests_per_minute
+    session.flush()
     return account
 
 

@@ -23,6 +23,7 @@ from core.settings import Settings
 from core.storage import ImageStore
 from db import jobs as jobs_repository
 from db.models import Account, ItemStatus, Job, JobStatus
+from extraction.contract import Scene
 
 
 def utcnow() -> datetime:
@@ -37,7 +38,7 @@ def price(settings: Settings, image_count: int) -> int:
 class JobOptions:
     prompt: str
     json_mode: bool = False
-    scene: str = "general"
+    scene: Scene = Scene.GENERAL
     model: str | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
@@ -195,7 +196,7 @@ def record_abandoned_item(
         values=_outcome_values(outcome),
     ):
         return False
-    _count_towards_job(session, job_id, [outcome])
+    fan_in_outcomes(session, job_id, [outcome])
     return True
 
 
@@ -219,15 +220,18 @@ def record_attempt_outcomes(
         )
     )
     if written:
-        _count_towards_job(
+        fan_in_outcomes(
             session, job_id, [outcome for item_id, _a, outcome in attempts if item_id in written]
         )
     return written
 
 
-def _count_towards_job(
-    session: Session, job_id: uuid.UUID, outcomes: Sequence[ItemOutcome]
-) -> None:
+def fan_in_outcomes(session: Session, job_id: uuid.UUID, outcomes: Sequence[ItemOutcome]) -> None:
+    """The fan-in: add ended items to the job's counters in one UPDATE that returns them,
+    refund the failed ones, and queue finalize_job (after commit) when this was the last.
+
+    No chord: the counter lives in Postgres, so a redelivered message or a dead worker
+    cannot make the job end twice or never (see ARCHITECTURE.md)."""
     succeeded = sum(1 for outcome in outcomes if outcome.succeeded)
     progress = jobs_repository.add_to_job_counters(
         session,
@@ -242,6 +246,34 @@ def _count_towards_job(
     )
     if progress.complete:
         broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job_id))
+
+
+def mark_dispatched(session: Session, job_id: uuid.UUID) -> None:
+    """Every queued item of the job has had its message sent."""
+    jobs_repository.mark_dispatched(session, job_id, utcnow())
+
+
+def claim_with_lease(
+    session: Session, settings: Settings, item_ids: Sequence[uuid.UUID], now: datetime
+) -> list[jobs_repository.ClaimedItem]:
+    """Claim the items for this worker: each claimable one (queued, or running with its
+    lease run out, and attempts left) becomes running under a new attempt number, leased
+    for ``item_lease``. Rows another transaction holds are skipped, not waited for
+    (``FOR UPDATE SKIP LOCKED``), so a duplicate message or a cancel never blocks here.
+    Only the holder of the latest attempt may record an outcome."""
+    return jobs_repository.claim_items(
+        session,
+        list(item_ids),
+        now=now,
+        lease_until=now + settings.item_lease,
+        max_attempts=settings.max_item_attempts,
+    )
+
+
+def start_job(session: Session, job: Job, now: datetime) -> None:
+    """A queued job's first image was claimed: the job is running from now."""
+    if job.status == JobStatus.QUEUED:
+        jobs_repository.mark_job_running(session, job.id, now)
 
 
 def final_status(job: Job) -> JobStatus:

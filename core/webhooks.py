@@ -1,10 +1,12 @@
-"""Webhooks: signing (Standard Webhooks), thin payloads, the outbox, and delivery.
+"""Webhooks: signing (Standard Webhooks), thin payloads, the outbox, and the record of
+each attempt. Sending is the worker's (``worker/webhook_delivery.py``).
 
 When a job ends, ``enqueue_job_event`` writes one outbox row (a delivery) for the job's own
 ``webhook_url`` and one for each enabled endpoint of the account whose filter has the
-event, in the transaction that ends the job. Beat runs ``deliver_due`` every few seconds
-(and the event queues one run at once): it takes due rows in a short transaction, sends
-them with no session open, and records each attempt and what comes next:
+event, in the transaction that ends the job. Beat runs the worker's ``deliver_due`` every
+few seconds (and the event queues one run at once): it takes due rows in a short
+transaction (``take_due_deliveries``), sends them with no session open, and records each
+attempt and what comes next (``record_attempt``):
 
 - 2xx: delivered.
 - 410 Gone: the delivery stops; an account endpoint is disabled with its pending rows.
@@ -24,24 +26,20 @@ import hmac
 import json
 import logging
 import secrets
-import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core import broker, url_guard
 from core.broker import TaskName
 from core.errors import Conflict
 from core.settings import Settings
 from db import webhooks as webhooks_repository
-from db.engine import unit_of_work
 from db.models import (
     Job,
     JobStatus,
@@ -62,11 +60,6 @@ JOB_EVENTS: dict[JobStatus, WebhookEventType] = {
     JobStatus.FAILED: WebhookEventType.JOB_FAILED,
     JobStatus.CANCELLED: WebhookEventType.JOB_CANCELLED,
 }
-# How much of a receiver's answer each attempt keeps, to show why it failed.
-EXCERPT_BYTES = 1024
-USER_AGENT = "imageextract-webhooks/1"
-# One dispatcher run stops taking new rows after this; the next beat tick goes on.
-RUN_BUDGET_SECONDS = 60.0
 
 
 def utcnow() -> datetime:
@@ -293,64 +286,6 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def send_delivery(
-    client: httpx.Client,
-    guard: url_guard.UrlGuard,
-    settings: Settings,
-    delivery: webhooks_repository.TakenDelivery,
-    secrets_: Sequence[str],
-) -> AttemptResult:
-    """One signed POST of the delivery through the URL guard. Never raises for the network.
-
-    Redirects are not followed: the receiver's URL is the one the account registered.
-    """
-    body = encode_payload(delivery.payload)
-    attempted_at = utcnow()
-    timestamp = int(attempted_at.timestamp())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "webhook-id": delivery.id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secrets_, delivery.id, timestamp, body),
-    }
-    started = time.perf_counter()
-    status_code: int | None = None
-    excerpt: str | None = None
-    error: str | None = None
-    try:
-        with url_guard.open_stream(
-            client,
-            guard,
-            "POST",
-            delivery.url,
-            headers=headers,
-            content=body,
-            timeout=settings.webhook_timeout.total_seconds(),
-            max_redirects=0,
-        ) as response:
-            status_code = response.status_code
-            excerpt = url_guard.read_excerpt(
-                response, EXCERPT_BYTES, seconds=settings.webhook_timeout.total_seconds()
-            )
-    except url_guard.UrlRefused as refused:
-        error = str(refused)
-    except httpx.HTTPError as failure:
-        error = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
-    except Exception:
-        # Counted as a failed attempt like any other, so a delivery that trips a bug ends
-        # after its schedule instead of coming back every lease forever.
-        log.exception("webhook delivery %s failed unexpectedly", delivery.id)
-        error = "internal error while sending"
-    return AttemptResult(
-        attempted_at=attempted_at,
-        latency_ms=int((time.perf_counter() - started) * 1000),
-        status_code=status_code,
-        response_excerpt=excerpt,
-        error=error,
-    )
-
-
 def record_attempt(
     session: Session,
     settings: Settings,
@@ -399,48 +334,26 @@ def record_attempt(
     webhooks_repository.set_delivery_outcome(session, delivery.id, values)
 
 
-def deliver_due(
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    client: httpx.Client,
-    *,
-    guard: url_guard.UrlGuard | None = None,
-    budget_seconds: float = RUN_BUDGET_SECONDS,
-) -> int:
-    """Send every delivery that is due, a batch at a time; returns how many were attempted.
+@dataclass(frozen=True, slots=True)
+class DueDeliveries:
+    """Deliveries taken to send now, leased to their taker, and the secrets to sign them."""
 
-    Each batch is taken in a short transaction and sent with no session open (a slow
-    receiver holds a thread, never a connection); each attempt is recorded in its own.
-    Safe to run in many processes at once: a taken row is leased to its taker.
-    """
-    guard = guard or url_guard.UrlGuard.from_settings(settings)
-    deadline = time.monotonic() + budget_seconds
-    attempted = 0
-    with ThreadPoolExecutor(max_workers=max(1, settings.webhook_concurrency)) as pool:
-        while time.monotonic() < deadline:
-            now = utcnow()
-            with unit_of_work(session_factory) as session:
-                taken = webhooks_repository.take_due(
-                    session,
-                    now=now,
-                    lease_until=now + settings.webhook_lease,
-                    limit=settings.webhook_batch_size,
-                )
-                accounts = {delivery.account_id for delivery in taken}
-                signing = webhooks_repository.valid_secrets(session, accounts, now)
-                for account_id in accounts - signing.keys():
-                    signing[account_id] = [ensure_secret(session, account_id).secret]
-            if not taken:
-                break
-            futures = {
-                pool.submit(
-                    send_delivery, client, guard, settings, delivery, signing[delivery.account_id]
-                ): delivery
-                for delivery in taken
-            }
-            for future in as_completed(futures):
-                delivery = futures[future]
-                with unit_of_work(session_factory) as session:
-                    record_attempt(session, settings, delivery, future.result())
-                attempted += 1
-    return attempted
+    taken: list[webhooks_repository.TakenDelivery]
+    signing: dict[uuid.UUID, list[str]]
+
+
+def take_due_deliveries(session: Session, settings: Settings) -> DueDeliveries:
+    """Lease a batch of due deliveries (``FOR UPDATE SKIP LOCKED``: many senders may run at
+    once) for ``webhook_lease``, with every valid secret of their accounts."""
+    now = utcnow()
+    taken = webhooks_repository.take_due(
+        session,
+        now=now,
+        lease_until=now + settings.webhook_lease,
+        limit=settings.webhook_batch_size,
+    )
+    accounts = {delivery.account_id for delivery in taken}
+    signing = webhooks_repository.valid_secrets(session, accounts, now)
+    for account_id in accounts - signing.keys():
+        signing[account_id] = [ensure_secret(session, account_id).secret]
+    return DueDeliveries(taken=taken, signing=signing)

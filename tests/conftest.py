@@ -134,13 +134,10 @@ def worker_process(
     services: Stack, settings: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
     """One real Celery worker process: threads pool, many model calls in flight."""
+    from cli.processes import worker_command
+
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    command = [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--queues", "default,model", "--pool", "threads",
-        "--concurrency", str(settings.worker_threads),
-        "--hostname", "test@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
+    command = worker_command(["default", "model"], "threads", settings.worker_threads, "test@%h")
     yield from _run_until_stopped(command, {**os.environ, **services.env}, log, "ready.")
 
 

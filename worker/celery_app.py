@@ -10,14 +10,14 @@ from celery.signals import worker_process_init
 from core.broker import celery_app
 from worker import runtime
 from worker.consumer_watchdog import ConsumerWatchdog
-from worker.tasks import extraction, jobs, maintenance, webhooks
+from worker.tasks import items, jobs, maintenance, webhooks
 
 app = celery_app
 # httpx logs every request at INFO: one line per image, at a cost a busy worker notices.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 # A worker that cannot consume exits for its supervisor to restart it (see the module).
 app.steps["consumer"].add(ConsumerWatchdog)
-__all__ = ["app", "extraction", "jobs", "maintenance", "webhooks"]
+__all__ = ["app", "items", "jobs", "maintenance", "webhooks"]
 
 
 @worker_process_init.connect
@@ -27,7 +27,7 @@ def _fresh_runtime_after_fork(**_kwargs: Any) -> None:
     # than on the first image. Threads-pool workers (remote models) never get here.
     state = runtime.get_runtime()
     if state.settings.model_provider == "local":
-        from worker.providers.local import LocalProvider
+        from extraction.providers.local import LocalProvider
 
         provider = state.provider("local")
         if isinstance(provider, LocalProvider):

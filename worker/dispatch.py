@@ -38,5 +38,5 @@ def dispatch_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> int:
         sent += len(chunk)
         after = chunk[-1][1]
     with unit_of_work(runtime.session_factory) as session:
-        jobs_repository.mark_dispatched(session, job_id, jobs_service.utcnow())
+        jobs_service.mark_dispatched(session, job_id)
     return sent

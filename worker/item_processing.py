@@ -24,11 +24,11 @@ from core.errors import ImageExtractError, InvalidModelOutput
 from core.json_output import parse_json_output
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
-from db.models import ItemStatus, JobStatus
+from db.models import ItemStatus
+from extraction.contract import ExtractionRequest, Scene
+from extraction.images import prepare_image
 from worker.image_fetch import fetch_image
-from worker.images import prepare_image
 from worker.job_snapshots import JobSnapshot
-from worker.providers.base import ExtractionRequest, Scene
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -129,13 +129,7 @@ def _claim(
     now = jobs_service.utcnow()
     started = []
     with unit_of_work(runtime.session_factory) as session:
-        claimed = jobs_repository.claim_items(
-            session,
-            item_ids,
-            now=now,
-            lease_until=now + settings.item_lease,
-            max_attempts=settings.max_item_attempts,
-        )
+        claimed = jobs_service.claim_with_lease(session, settings, item_ids, now)
         if len(claimed) < len(item_ids):
             taken = {item.id for item in claimed}
             for item_id in item_ids:
@@ -157,8 +151,7 @@ def _snapshot(
     job = jobs_repository.get_job(session, job_id)
     if job is None:
         return None
-    if job.status == JobStatus.QUEUED:
-        jobs_repository.mark_job_running(session, job.id, now)
+    jobs_service.start_job(session, job, now)
     snapshot = JobSnapshot(
         provider=job.provider,
         request=ExtractionRequest(

@@ -12,7 +12,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from worker.providers.base import ExtractionRequest
+from extraction.contract import ExtractionRequest
 
 MAX_JOBS = 256
 

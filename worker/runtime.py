@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import Settings, get_settings
 from core.storage import ImageStore
 from db.engine import make_engine, make_session_factory
+from extraction.contract import Provider
+from extraction.providers.registry import create_provider
 from worker.job_snapshots import JobSnapshots
 from worker.model_pool import ModelPool
-from worker.providers.base import Provider
-from worker.providers.registry import create_provider
 
 
 @dataclass

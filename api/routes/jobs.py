@@ -37,10 +37,10 @@ from core.errors import FieldTooLarge, Gone, InvalidRequest, MissingField, NotFo
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from db.models import Account, ItemStatus, Job, JobItem, JobStatus
+from extraction.contract import Scene
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-SCENES = ("general", "medical")
 WEBHOOK_URL_NAMES = ("webhook_url", "webhookUrl")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
@@ -71,11 +71,13 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
     prompt = fields.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise MissingField("prompt is required", input="prompt")
-    scene = _optional_text(fields, "scene") or "general"
-    if scene not in SCENES:
+    scene_text = _optional_text(fields, "scene") or Scene.GENERAL.value
+    try:
+        scene = Scene(scene_text)
+    except ValueError as error:
         raise InvalidRequest(
-            f"scene must be one of {', '.join(SCENES)}, not {scene!r}", input="scene"
-        )
+            f"scene must be one of {', '.join(Scene)}, not {scene_text!r}", input="scene"
+        ) from error
     # A multipart form's metadata was parsed by accept_job (depth-checked).
     metadata = fields.get("metadata")
     if metadata in ("", None):
@@ -264,7 +266,11 @@ _CREATE_DOC: dict[str, Any] = {
                         },
                         "prompt": {"type": "string"},
                         "json_mode": {"type": "boolean", "default": False},
-                        "scene": {"type": "string", "enum": list(SCENES), "default": "general"},
+                        "scene": {
+                            "type": "string",
+                            "enum": list(Scene),
+                            "default": "general",
+                        },
                         "model": {"type": "string"},
                         "webhook_url": {"type": "string", "format": "uri"},
                         "metadata": {"type": "string", "description": "A JSON object"},
@@ -285,7 +291,11 @@ _CREATE_DOC: dict[str, Any] = {
                         "images": {"type": "array", "items": {"type": "string"}, "maxItems": 3000},
                         "prompt": {"type": "string"},
                         "json_mode": {"type": "boolean", "default": False},
-                        "scene": {"type": "string", "enum": list(SCENES), "default": "general"},
+                        "scene": {
+                            "type": "string",
+                            "enum": list(Scene),
+                            "default": "general",
+                        },
                         "model": {"type": "string"},
                         "webhook_url": {"type": "string", "format": "uri"},
                         "metadata": {"type": "object"},

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from api.schemas.compat import AnswerAtOnceFields
 from api.schemas.jobs import JobAccepted
+from extraction.contract import Scene
 
 U1_MODEL = "u1-ocr-extract"
 
@@ -18,7 +19,7 @@ class U1ExtractFields(AnswerAtOnceFields):
     model: Literal["u1-ocr-extract"] = Field(
         description="Model ID; the only value is u1-ocr-extract."
     )
-    scene: Literal["general", "medical"] = "general"
+    scene: Scene = Scene.GENERAL
     prompt: str = Field(description="What to extract, often with a JSON template.")
 
 

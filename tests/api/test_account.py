@@ -173,7 +173,7 @@ def test_every_response_carries_rate_limit_fields_and_429_past_the_limit(
 ) -> None:
     caller = make_caller("limited")
     subprocess.run(
-        [sys.executable, "-m", "api.cli", "accounts", "set-rate-limit", "limited", "3"],
+        [sys.executable, "-m", "cli", "accounts", "set-rate-limit", "limited", "3"],
         env={**os.environ, **services.env}, check=True, capture_output=True,
     )  # fmt: skip
     seen = []
@@ -281,14 +281,14 @@ def test_revoked_keys_stop_working_and_granted_credits_show(
     caller = make_caller("acme", credits=10)
     env = {**os.environ, **services.env}
     granted = subprocess.run(
-        [sys.executable, "-m", "api.cli", "credits", "grant", "acme", "40", "--note", "top-up"],
+        [sys.executable, "-m", "cli", "credits", "grant", "acme", "40", "--note", "top-up"],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "balance 50" in granted.stdout
     assert _ledger(caller)[0]["note"] == "top-up"
     with session_factory() as session:
         key_id = session.scalars(select(ApiKey.id)).one()
-    subprocess.run([sys.executable, "-m", "api.cli", "keys", "revoke", str(key_id)],
+    subprocess.run([sys.executable, "-m", "cli", "keys", "revoke", str(key_id)],
                    env=env, check=True, capture_output=True)  # fmt: skip
     assert caller.client.get("/v1/account").status_code == 401
 

@@ -16,7 +16,7 @@ from tests.conftest import Stack
 
 def _cli(services: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env={**os.environ, **services.env},
         capture_output=True,
         text=True,

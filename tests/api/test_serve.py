@@ -27,7 +27,7 @@ def _embedded_env(data_dir: Path, **settings: str) -> dict[str, str]:
 
 def _start(data_dir: Path, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
         env=_embedded_env(data_dir, **settings), stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     stack.wait_for_port(port, timeout=60)

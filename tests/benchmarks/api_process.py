@@ -57,7 +57,7 @@ def api_process(credits: int = 100_000) -> Iterator[ApiProcess]:
 
         def cli(*args: str) -> str:
             return subprocess.run(
-                [sys.executable, "-m", "api.cli", *args],
+                [sys.executable, "-m", "cli", *args],
                 env=env, check=True, capture_output=True, text=True,
             ).stdout  # fmt: skip
 
@@ -66,7 +66,7 @@ def api_process(credits: int = 100_000) -> Iterator[ApiProcess]:
         key = cli("keys", "create", "bench").strip().splitlines()[-1]
         port = stack.free_port()
         api = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "api", "--port", str(port)], env=env,
+            [sys.executable, "-m", "cli", "api", "--port", str(port)], env=env,
             stdout=(work / "api.log").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

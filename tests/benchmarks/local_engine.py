@@ -2,7 +2,7 @@
 
     python -m tests.benchmarks.local_engine [--set sroie|funsd|both] [--limit N]
 
-Runs the ``local`` provider (``worker.providers.local``) in this one process over
+Runs the ``local`` provider (``extraction.providers.local``) in this one process over
 ``../shared/data/sroie-dev`` (receipts, the set's ``prompt.txt``) and ``funsd-dev`` (forms,
 each with its own prompt), through the same steps as ``imageextract extract --json``: read,
 normalise (``prepare_image``), extract, parse the JSON. Predictions go to a temporary file
@@ -38,9 +38,9 @@ from typing import Any
 from PIL import Image
 
 from core.settings import Settings
-from worker.batch_extract import BatchEntry, extract_one
-from worker.providers.base import ExtractionRequest, PreparedImage, Provider, Scene
-from worker.providers.registry import create_provider
+from extraction.batch import BatchEntry, extract_one
+from extraction.contract import ExtractionRequest, PreparedImage, Provider, Scene
+from extraction.providers.registry import create_provider
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 DATA = SHARED / "data"

@@ -61,7 +61,7 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
-from api.cli import worker_command
+from cli.processes import worker_command
 from core.settings import Settings
 from tests import sample_images, stack
 
@@ -348,7 +348,7 @@ class Bench:
 
     def cli(self, *arguments: str) -> str:
         return subprocess.run(
-            [sys.executable, "-m", "api.cli", *arguments], cwd=ROOT, env=self.env, check=True,
+            [sys.executable, "-m", "cli", *arguments], cwd=ROOT, env=self.env, check=True,
             capture_output=True, text=True,
         ).stdout  # fmt: skip
 

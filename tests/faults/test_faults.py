@@ -25,7 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from api.supervisor import Supervisor
+from cli.supervisor import Supervisor
 from core.jobs import RETRYABLE_CODES
 from tests import stack
 from tests.conftest import ROOT, wait_for_job
@@ -78,7 +78,7 @@ class FaultStack:
 
 def _cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True,
         check=True, cwd=ROOT,
     )  # fmt: skip
     return done.stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from api.first_run import write_sample_receipt
+from cli.first_run import write_sample_receipt
 
 
 def _invoice(path: Path, number: str, total: str) -> Path:
@@ -28,7 +28,7 @@ def _invoice(path: Path, number: str, total: str) -> Path:
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEEXTRACT_")}
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", "extract", *args],
+        [sys.executable, "-m", "cli", "extract", *args],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from core.errors import CorruptImage, ImageTooLarge, UnsupportedImageFormat
+from extraction.images import prepare_image
 from tests.sample_images import jpeg_for, png_for
-from worker.images import prepare_image
 
 
 def prepare(data: bytes, max_side: int = 2048):  # type: ignore[no-untyped-def]

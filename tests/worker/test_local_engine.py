@@ -13,12 +13,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from core.errors import CorruptImage
-from worker.engine.extraction import EngineResult, extract_document, render_content
-from worker.engine.layout import build_page
-from worker.engine.ocr import OcrLine, TextRecognizer
-from worker.engine.schema import ArraySpec, FieldSpec, ObjectSpec, parse_schema
-from worker.providers.base import ExtractionRequest, PreparedImage, Scene
-from worker.providers.local import LocalProvider
+from extraction.contract import ExtractionRequest, PreparedImage, Scene
+from extraction.engine.document import EngineResult, extract_document, render_content
+from extraction.engine.layout import build_page
+from extraction.engine.ocr import OcrLine, TextRecognizer
+from extraction.engine.schema import ArraySpec, FieldSpec, ObjectSpec, parse_schema
+from extraction.providers.local import LocalProvider
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")

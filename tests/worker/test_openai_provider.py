@@ -13,10 +13,10 @@ import pytest
 
 from core.errors import ModelTimeout, UpstreamError
 from core.settings import Settings
+from extraction.contract import ExtractionRequest, PreparedImage
+from extraction.providers.openai import OpenAIProvider
 from tests.conftest import Stack
 from tests.sample_images import png_for, size_for
-from worker.providers.base import ExtractionRequest, PreparedImage
-from worker.providers.openai import OpenAIProvider
 
 IMAGE = PreparedImage(data=png_for(7), media_type="image/png", width=23, height=16)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core import webhooks as webhooks_service
 from core.broker import TaskName, celery_app
+from worker import webhook_delivery
 from worker.runtime import get_runtime
 
 
@@ -19,6 +19,6 @@ from worker.runtime import get_runtime
     time_limit=290,
 )
 def deliver_due() -> None:
-    """Send the webhook deliveries that are due (see core.webhooks.deliver_due)."""
+    """Send the webhook deliveries that are due (see worker.webhook_delivery)."""
     runtime = get_runtime()
-    webhooks_service.deliver_due(runtime.session_factory, runtime.settings, runtime.fetch_client)
+    webhook_delivery.deliver_due(runtime.session_factory, runtime.settings, runtime.fetch_client)

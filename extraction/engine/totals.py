@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from worker.engine.layout import Page, Row
-from worker.engine.values import amount_value, find_amounts
+from extraction.engine.layout import Page, Row
+from extraction.engine.values import amount_value, find_amounts
 
 # Label strength: 3 = says "the final total", 2 = plain total, 1 = a bare amount label.
 _STRONG = re.compile(

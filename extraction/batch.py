@@ -16,8 +16,8 @@ from typing import Any
 from core.errors import ImageExtractError
 from core.json_output import parse_json_output
 from core.settings import Settings
-from worker.images import prepare_image
-from worker.providers.base import ExtractionRequest, Provider, Scene
+from extraction.contract import ExtractionRequest, Provider, Scene
+from extraction.images import prepare_image
 
 IMAGE_SUFFIXES = {
     ".jpg",

@@ -9,17 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.settings import Settings
-from worker.providers.base import Provider
+from extraction.contract import Provider
 
 
 def _openai(settings: Settings) -> Provider:
-    from worker.providers.openai import OpenAIProvider
+    from extraction.providers.openai import OpenAIProvider
 
     return OpenAIProvider(settings)
 
 
 def _local(settings: Settings) -> Provider:
-    from worker.providers.local import LocalProvider
+    from extraction.providers.local import LocalProvider
 
     return LocalProvider(threads=settings.local_engine_threads)
 

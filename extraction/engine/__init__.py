@@ -2,5 +2,5 @@
 
 OCR (``ocr``) -> rows and reading order (``layout``) -> the prompt's schema (``schema``)
 filled by label search (``labels``, ``vocabulary``, ``values``), issuer rules (``merchant``),
-payable totals (``totals``) and line items (``tables``); ``extraction`` ties them together.
+payable totals (``totals``) and line items (``tables``); ``document`` ties them together.
 """

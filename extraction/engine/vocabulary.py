@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from worker.engine.values import ValueType
-from worker.providers.base import Scene
+from extraction.contract import Scene
+from extraction.engine.values import ValueType
 
 GENERAL = frozenset({Scene.GENERAL, Scene.MEDICAL})
 MEDICAL = frozenset({Scene.MEDICAL})

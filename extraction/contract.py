@@ -1,4 +1,7 @@
-"""The one interface every model provider implements.
+"""The extraction domain's contract: what goes into a model and what comes out.
+
+``Scene`` is the vocabulary of a request (the API and the job service use it too);
+``Provider`` is the one interface every model provider implements.
 
 A provider turns a prepared image and a prompt into content plus token usage. It raises
 ``core.errors.ImageExtractError`` subclasses (``ModelTimeout``, ``UpstreamError``,

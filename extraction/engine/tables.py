@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from worker.engine.labels import similarity, squash
-from worker.engine.layout import Fragment, Page, Row
-from worker.engine.values import amount_value, find_amounts
-from worker.engine.vocabulary import COLUMN_LABELS
+from extraction.engine.labels import similarity, squash
+from extraction.engine.layout import Fragment, Page, Row
+from extraction.engine.values import amount_value, find_amounts
+from extraction.engine.vocabulary import COLUMN_LABELS
 
 _SUMMARY = re.compile(
     r"(?<![a-z])(?:sub\s*-?\s*total|total|totl|grand|balance|amount\s*due|tax|gst|vat|sst|"

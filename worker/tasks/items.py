@@ -1,4 +1,5 @@
-"""The task that runs images through the model."""
+"""The task that runs a job's images through the model (task name `extraction.process_items`,
+kept as it is for messages already queued)."""
 
 from __future__ import annotations
 

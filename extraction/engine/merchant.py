@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from worker.engine.layout import Page, Row
-from worker.engine.values import (
+from extraction.engine.layout import Page, Row
+from extraction.engine.values import (
     address_strength,
     company_strength,
     find_dates,

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import CorruptImage, ImageTooLarge, UnsupportedImageFormat
 from core.image_formats import SNIFF_BYTES, ImageFormat, sniff
-from worker.providers.base import PreparedImage
+from extraction.contract import PreparedImage
 
 pillow_heif.register_heif_opener()
 

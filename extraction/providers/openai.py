@@ -18,7 +18,7 @@ import httpx
 
 from core.errors import ModelTimeout, UpstreamError
 from core.settings import Settings
-from worker.providers.base import ExtractionRequest, ModelResult, PreparedImage, Scene, Usage
+from extraction.contract import ExtractionRequest, ModelResult, PreparedImage, Scene, Usage
 
 log = logging.getLogger(__name__)
 

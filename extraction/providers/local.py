@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import threading
 
-from worker.engine.extraction import extract_document
-from worker.engine.ocr import TextRecognizer
-from worker.providers.base import ExtractionRequest, ModelResult, PreparedImage
+from extraction.contract import ExtractionRequest, ModelResult, PreparedImage
+from extraction.engine.document import extract_document
+from extraction.engine.ocr import TextRecognizer
 
 
 class LocalProvider:
-    """Runs ``worker.engine`` in-process. Safe to call from several threads."""
+    """Runs ``extraction.engine`` in-process. Safe to call from several threads."""
 
     name = "local"
 

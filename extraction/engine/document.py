@@ -21,13 +21,21 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import CorruptImage
-from worker.engine import merchant, totals
-from worker.engine.labels import LabelHit, find_labels
-from worker.engine.layout import Fragment, Page, build_page
-from worker.engine.ocr import TextRecognizer
-from worker.engine.schema import ArraySpec, FieldSpec, ObjectSpec, Spec, empty_value, parse_schema
-from worker.engine.tables import Column, extract_table
-from worker.engine.values import (
+from extraction.contract import Scene, Usage
+from extraction.engine import merchant, totals
+from extraction.engine.labels import LabelHit, find_labels
+from extraction.engine.layout import Fragment, Page, build_page
+from extraction.engine.ocr import TextRecognizer
+from extraction.engine.schema import (
+    ArraySpec,
+    FieldSpec,
+    ObjectSpec,
+    Spec,
+    empty_value,
+    parse_schema,
+)
+from extraction.engine.tables import Column, extract_table
+from extraction.engine.values import (
     ValueType,
     amount_value,
     detect_type,
@@ -42,8 +50,7 @@ from worker.engine.values import (
     find_time,
     find_url,
 )
-from worker.engine.vocabulary import Concept, column_role, label_variants, match_concept
-from worker.providers.base import Scene, Usage
+from extraction.engine.vocabulary import Concept, column_role, label_variants, match_concept
 
 _BUYER_WORDS = re.compile(
     r"buyer|customer|bill(?:ed)?\s*to|client|purchaser|sold\s*to|ship\s*to|consignee|"

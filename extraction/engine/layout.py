@@ -13,7 +13,7 @@ import statistics
 import unicodedata
 from dataclasses import dataclass, field
 
-from worker.engine.ocr import OcrLine
+from extraction.engine.ocr import OcrLine
 
 # Below this skew (radians, about 0.6 degrees) rotating coordinates changes nothing useful.
 _MIN_SKEW = 0.01

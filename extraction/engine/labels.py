@@ -11,7 +11,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from worker.engine.layout import Fragment, Page
+from extraction.engine.layout import Fragment, Page
 
 # Below this similarity a fragment is not the label; chosen so "TOTL" matches "total" and
 # "TAX" does not match "TAXI".

@@ -1,0 +1,93 @@
+"""``imageextract extract``: the nightly batch from disk, in this process, no service."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from core.settings import get_settings
+from extraction.contract import Scene
+
+
+@click.command()
+@click.argument("images", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--prompt", help="What to extract; may hold a JSON template.")
+@click.option(
+    "--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON template or JSON Schema file; the prompt asks for it.",
+)  # fmt: skip
+@click.option(
+    "--scene", type=click.Choice([scene.value for scene in Scene]), default=Scene.GENERAL.value
+)
+@click.option("--json", "json_mode", is_flag=True, help="Output parsed JSON (JSON mode).")
+@click.option(
+    "--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON Lines: {"id"?, "image", "prompt"?} per line.',
+)  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="default: stdout")
+@click.option("--provider", type=click.Choice(["local", "openai"]), default=None,
+              help="default: the model_provider setting")  # fmt: skip
+def extract(
+    images: tuple[Path, ...],
+    prompt: str | None,
+    schema: Path | None,
+    scene: str,
+    json_mode: bool,
+    manifest: Path | None,
+    out: Path | None,
+    provider: str | None,
+) -> None:
+    """Extract from images on disk in this process: one JSON line per image.
+
+    IMAGES are files or folders. Each line: {"id", "image", "output", "usage", "error"}.
+    """
+    from extraction import batch as batch_extraction
+    from extraction.providers.registry import create_provider
+
+    settings = get_settings()
+    if schema is not None:
+        prompt = (
+            f"{prompt or 'Extract the information from the image using this schema:'}\n"
+            f"{schema.read_text()}"
+        )
+        json_mode = True
+    if manifest is not None:
+        try:
+            entries = batch_extraction.entries_from_manifest(manifest, prompt)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+    elif images:
+        if not prompt:
+            raise click.UsageError("give --prompt or --schema")
+        entries = batch_extraction.entries_from_paths(images, prompt)
+    else:
+        raise click.UsageError("give IMAGES or --manifest")
+
+    if settings.local_engine_threads is None:
+        # One process does all the work here, so the engine may use every core.
+        settings = settings.model_copy(update={"local_engine_threads": os.cpu_count()})
+    model = create_provider(provider or settings.model_provider, settings)
+    sink = out.open("w") if out is not None else sys.stdout
+    failed = 0
+    try:
+        records = batch_extraction.extract_all(
+            model, settings, entries, json_mode=json_mode, scene=Scene(scene)
+        )
+        show_bar = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
+        with click.progressbar(
+            records, length=len(entries), label="extracting", file=sys.stderr,
+            show_pos=True, show_eta=True, hidden=not show_bar,
+        ) as bar:  # fmt: skip
+            for record in bar:
+                failed += record["error"] is not None
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sink.flush()
+    finally:
+        model.close()
+        if out is not None:
+            sink.close()
+    click.echo(f"{len(entries) - failed} of {len(entries)} images extracted", err=True)

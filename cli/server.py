@@ -1,0 +1,83 @@
+"""``imageextract api`` (the API alone) and ``imageextract serve`` (the whole service on
+this machine)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from cli.processes import beat_command, worker_command
+from cli.session import session_factory
+from cli.supervisor import Supervisor
+from core.settings import get_settings
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def api(host: str, port: int) -> None:
+    """Run the API alone (production: workers run separately)."""
+    _run_api(host, port, proxy_headers=True)
+
+
+def _run_api(host: str, port: int, **options: Any) -> None:
+    """uvicorn.run, with the server configuration of api.http_server (request head cap)."""
+    import uvicorn
+
+    from api.http_server import server_config
+
+    server = uvicorn.Server(
+        server_config("api.asgi:app", get_settings(), host=host, port=port, **options)
+    )
+    server.run()
+    if not server.started:
+        sys.exit(3)  # what uvicorn.run exits with when the server could not start
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the whole service on this machine: migrations, workers, beat and the API.
+
+    Workers and beat are restarted when they exit (a worker whose broker connection could
+    not be re-established exits on purpose); Ctrl-C or SIGTERM stops them all.
+    """
+    from cli import first_run
+    from db import migrate as db_migrate
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db_migrate.upgrade(settings.resolved_database_url)
+    key = first_run.ensure_local_account(session_factory(settings))
+    sample = first_run.write_sample_receipt(settings.data_dir / "sample-receipt.png")
+    base_url = f"http://{host}:{port}"
+    click.echo(f"imageextract on {base_url}  (data: {settings.data_dir}, model: "
+               f"{settings.model_provider})")  # fmt: skip
+    if key is not None:
+        click.echo("\nYour API key, shown once (make more: imageextract keys create local):")
+        click.echo(f"  {key}\n\nTry it:\n  {first_run.curl_example(base_url, key, sample)}\n")
+    else:
+        click.echo(f"Sample receipt: {sample}; the key was printed at first start.")
+    cores = os.cpu_count() or 1
+    # Webhook payloads link to results: unless told otherwise, to where this API listens.
+    env = {**os.environ}
+    env.setdefault("IMAGEEXTRACT_PUBLIC_BASE_URL", base_url)
+    supervisor = Supervisor(env=env, report=lambda line: click.echo(f"serve: {line}", err=True))
+    supervisor.start(
+        "worker io",
+        worker_command(["default", "model"], "threads", settings.worker_threads, "io@%h"),
+    )
+    supervisor.start("worker cpu", worker_command(["cpu"], "prefork", cores, "cpu@%h"))
+    supervisor.start("beat", beat_command(settings))
+    # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the
+    # finally below stop the workers, where the default action would kill us first.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        _run_api(host, port)
+    finally:
+        supervisor.stop()
