@@ -71,12 +71,12 @@ def styled_response(
     """An error in the style of the API that ``path`` belongs to, for errors raised outside
     a route (unknown paths, methods, failures in middleware). ``status`` overrides the
     kind's HTTP status (a 405 has no kind of its own)."""
-    from api import compat_errors  # imports the compatible APIs' schemas
+    from api import compat  # imports the compatible APIs' schemas
 
     if path.startswith("/api/v1/"):
-        response = compat_errors.dumplingai_error_response(kind, detail)
+        response = compat.dumplingai_error_response(kind, detail)
     elif path.startswith("/v1/ocr/"):
-        response = compat_errors.u1_error_response(kind, detail)
+        response = compat.u1_error_response(kind, detail)
     else:
         response = problem_response(kind, detail)
     if status is not None:

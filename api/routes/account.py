@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.dependencies import AccountDep, SessionDep, StateDep
+from api.pagination import decode_cursor, page
 from api.schemas.account import (
     AccountOut,
     LedgerEntryOut,
@@ -45,6 +46,11 @@ def get_account(account: AccountDep, state: StateDep) -> AccountOut:
     )
 
 
+def _entry_key(parts: list[str]) -> uuid.UUID:
+    (public_id,) = parts
+    return uuid.UUID(public_id)
+
+
 @router.get("/ledger", response_model=LedgerPage)
 def get_ledger(
     account: AccountDep,
@@ -55,30 +61,15 @@ def get_ledger(
     """Credit movements, newest first."""
     before = None
     if cursor:
-        try:
-            before = credits_repository.entry_id(session, account.id, uuid.UUID(cursor))
-        except ValueError:
-            before = None
-        if before is None:
+        public_id = decode_cursor(cursor, _entry_key)
+        before = credits_repository.entry_id(session, account.id, public_id)
+        if before is None:  # another account's entry
             raise InvalidRequest("cursor is not one this API gave out", input="cursor")
     entries = credits_repository.list_entries(
         session, account.id, before_id=before, limit=limit + 1
     )
-    more = len(entries) > limit
-    entries = entries[:limit]
+    entries, next_cursor = page(entries, limit, lambda entry: (str(entry.public_id),))
     return LedgerPage(
-        entries=[
-            LedgerEntryOut(
-                id=entry.public_id,
-                kind=entry.kind,
-                amount=entry.amount,
-                delta=entry.delta,
-                balance_after=entry.balance_after,
-                job_id=entry.job_id,
-                note=entry.note,
-                created_at=entry.created_at,
-            )
-            for entry in entries
-        ],
-        next_cursor=str(entries[-1].public_id) if more and entries else None,
+        entries=[LedgerEntryOut.model_validate(entry) for entry in entries],
+        next_cursor=next_cursor,
     )

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
 
-from api.compat_errors import (
+from api.compat import (
     DumplingAIRoute,
     dumplingai_error_response,
     parse_fields,
@@ -21,7 +21,6 @@ from api.compat_errors import (
 from api.dependencies import ShortAccountDep, StateDep
 from api.intake import IntakeRules
 from api.json_body import is_json_media_type
-from api.routes.jobs import accept_job, wait_for_end
 from api.schemas.dumplingai import (
     DumplingAIError,
     ExtractImageFields,
@@ -31,8 +30,10 @@ from api.schemas.dumplingai import (
     SupportedFormats,
 )
 from api.schemas.jobs import JobAccepted
+from api.schemas.openapi import request_body
+from api.submission import accept_job, answer_or_accept
 from core import jobs as jobs_service
-from core.errors import ErrorKind, InvalidRequest, ModelTimeout
+from core.errors import ErrorKind, InvalidRequest
 from db.models import ItemStatus, JobItem
 
 router = APIRouter(prefix="/api/v1", tags=["dumplingai"], route_class=DumplingAIRoute)
@@ -47,34 +48,7 @@ NATIVE_FORMATS = {
 }
 
 
-def _inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with its $defs put in place: openapi_extra cannot carry a $defs section."""
-    definitions = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return resolve(definitions[ref.removeprefix("#/$defs/")])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(value) for value in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
-
-
-_BODY_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": _inline_definitions(ExtractImageRequest.model_json_schema(by_alias=True))
-            }
-        },
-    }
-}
+_BODY_DOC = request_body({"application/json": ExtractImageRequest})
 
 
 def _error_doc(description: str) -> dict[str, Any]:
@@ -179,24 +153,16 @@ async def extract_image(
         # DumplingAI's own clients send one image as "image".
         image_keys={"images": True, "image": False},
     )
+    answer = await answer_or_accept(
+        request,
+        state,
+        job,
+        at_once=async_ or (body.fields is not None and body.fields.answers_at_once),
+    )
+    if isinstance(answer, JSONResponse):
+        return answer
     url = str(request.url_for("get_job", job_id=job.id))
-    if async_ or (body.fields is not None and (body.fields.async_ or body.fields.webhook_url)):
-        accepted = JobAccepted(
-            id=job.id,
-            url=url,
-            status=job.status,
-            item_count=job.item_count,
-            credits_reserved=job.credits_reserved,
-        )
-        return JSONResponse(
-            accepted.model_dump(mode="json"), status_code=202, headers={"Location": url}
-        )
-
-    seconds = state.settings.sync_wait.total_seconds()
-    ended = await wait_for_end(state, job.id, seconds)
-    if ended is None:
-        raise ModelTimeout(f"no result within {seconds:g} s; the job keeps running as {url}")
-    ended_job, _counts, items = ended
+    ended_job, items = answer
     if not any(item.status == ItemStatus.SUCCEEDED for item in items):
         response = dumplingai_error_response(ErrorKind.INTERNAL_ERROR, _all_failed_message(items))
         response.headers["Location"] = url

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.dependencies import AccountDep, AppState, JobDep, SessionDep, ShortAccountDep, StateDep
-from api.intake import IntakeRules, JobIntake, read_json, read_multipart
-from api.json_body import check_text, is_json_media_type, loads_field
+from api.dependencies import AccountDep, JobDep, SessionDep, ShortAccountDep, StateDep
+from api.pagination import decode_cursor, page
 from api.schemas.jobs import (
     CreditsOut,
     ItemCounts,
@@ -25,323 +20,32 @@ from api.schemas.jobs import (
     ItemPage,
     ItemTimings,
     JobAccepted,
+    JobForm,
+    JobJson,
     JobOut,
     JobPage,
     JobSummary,
     JobWithResults,
     UsageOut,
 )
-from core import idempotency, url_guard
+from api.schemas.openapi import request_body
+from api.submission import accept_job, job_options, wait_for_end
 from core import jobs as jobs_service
-from core.errors import FieldTooLarge, Gone, InvalidRequest, MissingField, NotFound
+from core.errors import Gone, InvalidRequest
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
-from db.models import Account, ItemStatus, Job, JobItem, JobStatus
-from extraction.contract import Scene
+from db.models import ItemStatus, Job, JobItem, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-WEBHOOK_URL_NAMES = ("webhook_url", "webhookUrl")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InvalidRequest(f"{name} must be true or false, not {value!r}", input=name)
-
-
-def _optional_text(fields: dict[str, Any], name: str) -> str | None:
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be a string", input=name)
-    return value
-
-
-def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.JobOptions:
-    """Validate the non-image fields shared by the multipart and JSON forms."""
-    prompt = fields.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise MissingField("prompt is required", input="prompt")
-    scene_text = _optional_text(fields, "scene") or Scene.GENERAL.value
-    try:
-        scene = Scene(scene_text)
-    except ValueError as error:
-        raise InvalidRequest(
-            f"scene must be one of {', '.join(Scene)}, not {scene_text!r}", input="scene"
-        ) from error
-    # A multipart form's metadata was parsed by accept_job (depth-checked).
-    metadata = fields.get("metadata")
-    if metadata in ("", None):
-        metadata = None
-    elif not isinstance(metadata, dict):
-        raise InvalidRequest("metadata must be a JSON object", input="metadata")
-    # accept_job checks webhook_url with the URL guard, for every API style.
-    webhook_url = _optional_text(fields, "webhook_url")
-    return jobs_service.JobOptions(
-        prompt=prompt,
-        json_mode=_flag(fields.get("json_mode", False), "json_mode"),
-        scene=scene,
-        model=_optional_text(fields, "model"),
-        webhook_url=webhook_url,
-        metadata=metadata,
-        api=api,
-        results_ttl_seconds=_results_ttl(fields.get("results_ttl")),
-    )
-
-
-MIN_RESULTS_TTL = 60
-MAX_RESULTS_TTL = 90 * 24 * 3600
-
-
-def _results_ttl(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(
-            f"results_ttl must be a whole number of seconds, not {value!r}"[:200],
-            input="results_ttl",
-        )
-    seconds = value
-    if not MIN_RESULTS_TTL <= seconds <= MAX_RESULTS_TTL:
-        raise InvalidRequest(
-            f"results_ttl must be between {MIN_RESULTS_TTL} s and {MAX_RESULTS_TTL} s (90 days)",
-            input="results_ttl",
-        )
-    return seconds
-
-
-def check_input_method(kinds: list[str], declared: Any, name: str) -> None:
-    if declared not in ("url", "base64"):
-        raise InvalidRequest(f"{name} must be 'url' or 'base64'", input=name)
-    for index, kind in enumerate(kinds):
-        if kind != declared:
-            raise InvalidRequest(
-                f"images[{index}] is a {'URL' if kind == 'url' else 'base64 string'} "
-                f"but {name} is {declared!r}",
-                input=f"images[{index}]",
-            )
-
-
-def _submit(
-    state: AppState,
-    account: Account,
-    options: jobs_service.JobOptions,
-    intake: JobIntake,
-    claimed: idempotency.Claim | None,
-    request_fingerprint: str,
-) -> Job:
-    with unit_of_work(state.session_factory) as session:
-        job = jobs_service.submit_job(
-            session, state.settings, account, options, intake.images, job_id=intake.job_id
-        )
-        if claimed is not None:
-            idempotency.bind(session, claimed, request_fingerprint, job.id)
-        return job
-
-
-def _claim(state: AppState, account: Account, key: str) -> idempotency.Claim | idempotency.Replay:
-    with unit_of_work(state.session_factory) as session:
-        return idempotency.claim(session, state.settings, account.id, key)
-
-
-def _release(state: AppState, claimed: idempotency.Claim) -> None:
-    with unit_of_work(state.session_factory) as session:
-        idempotency.release(session, claimed)
-
-
-def _load_job(state: AppState, job_id: uuid.UUID) -> Job:
-    with unit_of_work(state.session_factory) as session:
-        job = jobs_repository.get_job(session, job_id)
-    if job is None:
-        raise NotFound(f"no job {job_id}", input="Idempotency-Key")
-    return job
-
-
-async def accept_job(
-    request: Request,
-    state: AppState,
-    account: Account,
-    *,
-    file_fields: set[str],
-    input_method_key: str,
-    to_options: Any,
-    rules: IntakeRules | None = None,
-    check_fields: Callable[[dict[str, Any], int], None] | None = None,
-    image_keys: dict[str, bool] | None = None,
-) -> Job:
-    """Stream the images in, validate, and create the job; nothing is left on failure.
-
-    Shared by every API style; ``to_options`` turns that style's fields into JobOptions.
-    ``rules`` narrows what a style takes (u1: one JPEG/PNG/BMP of at most 10 MB);
-    ``check_fields`` sees the fields and the image count before anything else is checked
-    (the compatible APIs name every missing field at once). ``image_keys``: the JSON
-    members that hold images (see read_json).
-    With an ``Idempotency-Key`` header, a repeat of the same request returns the job the
-    first one created (and charges nothing more).
-    """
-    settings = state.settings
-    intake = JobIntake(state.store, settings, uuid.uuid4(), rules)
-    content_type = request.headers.get("content-type", "")
-    key = request.headers.get("idempotency-key")
-    claimed = await run_in_threadpool(_claim, state, account, key) if key is not None else None
-    try:
-        kinds: list[str] | None = None
-        media_type = content_type.partition(";")[0].strip().lower()
-        if media_type == "multipart/form-data":
-            fields: dict[str, Any] = await read_multipart(
-                request.stream(), content_type, intake, file_fields
-            )
-            for name, value in fields.items():
-                check_text(name, value)
-            if fields.get("metadata"):
-                fields["metadata"] = loads_field(
-                    "metadata", fields["metadata"], settings.max_json_depth
-                )
-        elif is_json_media_type(media_type):
-            fields, kinds = await read_json(request.stream(), intake, image_keys=image_keys)
-        else:
-            raise InvalidRequest(
-                "send the job as multipart/form-data or application/json", input="Content-Type"
-            )
-        if check_fields is not None:
-            check_fields(fields, len(intake.images))
-        if kinds is not None:
-            check_input_method(kinds, fields.get(input_method_key), input_method_key)
-        if intake.to_identify:
-            await run_in_threadpool(intake.identify_other_formats)
-        options = to_options(fields)
-        if len(options.prompt) > settings.max_prompt_chars:
-            raise FieldTooLarge(
-                f"prompt is {len(options.prompt)} characters; the limit is "
-                f"{settings.max_prompt_chars}",
-                input="prompt",
-                details={"limit_chars": settings.max_prompt_chars},
-            )
-        if options.webhook_url is not None:
-            # Static checks only (scheme, literal address); names are resolved at delivery.
-            # Named as the client spelled it (DumplingAI's clients send webhookUrl).
-            spelled = next((name for name in WEBHOOK_URL_NAMES if fields.get(name)), "webhook_url")
-            url_guard.require_safe_url(state.settings, options.webhook_url, input=spelled)
-        request_fingerprint = idempotency.fingerprint(request.url.path, fields, intake.images)
-        if isinstance(claimed, idempotency.Replay):
-            idempotency.check_replay(claimed, request_fingerprint)
-            intake.discard()
-            return await run_in_threadpool(_load_job, state, claimed.job_id)
-        return await run_in_threadpool(
-            _submit, state, account, options, intake, claimed, request_fingerprint
-        )
-    except BaseException:
-        intake.discard()
-        if isinstance(claimed, idempotency.Claim):
-            await run_in_threadpool(_release, state, claimed)
-        raise
-
-
-_CREATE_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["images", "prompt"],
-                    "properties": {
-                        "images": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "maxItems": 3000,
-                        },
-                        "prompt": {"type": "string"},
-                        "json_mode": {"type": "boolean", "default": False},
-                        "scene": {
-                            "type": "string",
-                            "enum": list(Scene),
-                            "default": "general",
-                        },
-                        "model": {"type": "string"},
-                        "webhook_url": {"type": "string", "format": "uri"},
-                        "metadata": {"type": "string", "description": "A JSON object"},
-                        "results_ttl": {
-                            "type": "integer",
-                            "description": "Seconds to keep results after the job ends "
-                            "(60 s to 90 days; default 7 days)",
-                        },
-                    },
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["input_method", "images", "prompt"],
-                    "properties": {
-                        "input_method": {"type": "string", "enum": ["url", "base64"]},
-                        "images": {"type": "array", "items": {"type": "string"}, "maxItems": 3000},
-                        "prompt": {"type": "string"},
-                        "json_mode": {"type": "boolean", "default": False},
-                        "scene": {
-                            "type": "string",
-                            "enum": list(Scene),
-                            "default": "general",
-                        },
-                        "model": {"type": "string"},
-                        "webhook_url": {"type": "string", "format": "uri"},
-                        "metadata": {"type": "object"},
-                        "results_ttl": {
-                            "type": "integer",
-                            "description": "Seconds to keep results after the job ends "
-                            "(60 s to 90 days; default 7 days)",
-                        },
-                    },
-                }
-            },
-        },
-    }
-}
-
-
-def _load_finished(
-    state: AppState, job_id: uuid.UUID
-) -> tuple[Job, dict[str, int], list[JobItem]] | None:
-    with unit_of_work(state.session_factory) as session:
-        job = jobs_repository.get_job(session, job_id)
-        if job is None or job.finished_at is None:
-            return None
-        counts = jobs_repository.count_items_by_status(session, job_id)
-        return job, counts, list(jobs_repository.iter_finished_items(session, job_id))
-
-
-async def wait_for_end(
-    state: AppState, job_id: uuid.UUID, seconds: float
-) -> tuple[Job, dict[str, int], list[JobItem]] | None:
-    """The ended job with its items, or None if it is still running after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    pause = 0.05
-    while True:
-        found = await run_in_threadpool(_load_finished, state, job_id)
-        if found is not None or time.monotonic() >= deadline:
-            return found
-        await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-        pause = min(pause * 1.5, 1.0)
+CREATE_JOB_DOC = request_body({"multipart/form-data": JobForm, "application/json": JobJson})
 
 
 @router.post(
     "",
     status_code=202,
     response_model=JobAccepted,
-    openapi_extra=_CREATE_DOC,
+    openapi_extra=CREATE_JOB_DOC,
     responses={200: {"model": JobWithResults, "description": "Ended within `wait` seconds"}},
 )
 async def create_job(
@@ -387,21 +91,20 @@ async def create_job(
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": url})
 
 
-def _encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def _job_key(parts: list[str]) -> tuple[datetime, uuid.UUID]:
+    created, job_id = parts
+    when = datetime.fromisoformat(created)
+    if when.tzinfo is None or not 2000 <= when.year <= 9000:
+        raise ValueError(created)
+    return when, uuid.UUID(job_id)
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, job_id = raw.partition("|")
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None or not 2000 <= when.year <= 9000:
-            raise ValueError(created)
-        return when, uuid.UUID(job_id)
-    except ValueError as error:
-        raise InvalidRequest("cursor is not one this API gave out", input="cursor") from error
+def _item_key(parts: list[str]) -> int:
+    (index,) = parts
+    # An item's index: a few ASCII digits ("²" is a digit to str.isdigit, not to int()).
+    if not (index.isascii() and index.isdigit() and len(index) <= 9):
+        raise ValueError(index)
+    return int(index)
 
 
 @router.get("", response_model=JobPage)
@@ -425,11 +128,10 @@ def list_jobs(
         status=status,
         created_after=created_after,
         created_before=created_before,
-        before=_decode_cursor(cursor) if cursor else None,
+        before=decode_cursor(cursor, _job_key) if cursor else None,
         limit=limit + 1,
     )
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
+    jobs, next_cursor = page(jobs, limit, lambda job: (job.created_at.isoformat(), str(job.id)))
     return JobPage(
         jobs=[
             JobSummary(
@@ -453,7 +155,7 @@ def list_jobs(
             )
             for job in jobs
         ],
-        next_cursor=_encode_cursor(jobs[-1]) if more and jobs else None,
+        next_cursor=next_cursor,
     )
 
 
@@ -532,21 +234,12 @@ def list_job_items(
 ) -> ItemPage:
     """Per-image results in input order, a page at a time."""
     _check_not_purged(job)
-    after = -1
-    if cursor:
-        # Item indexes: a few ASCII digits ("²" is a digit to str.isdigit, not to int()).
-        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 9):
-            raise InvalidRequest("cursor is not one this API gave out", input="cursor")
-        after = int(cursor)
+    after = decode_cursor(cursor, _item_key) if cursor else -1
     items = jobs_repository.list_items(
         session, job.id, status=status, after_index=after, limit=limit + 1
     )
-    more = len(items) > limit
-    items = items[:limit]
-    return ItemPage(
-        items=[item_out(item) for item in items],
-        next_cursor=str(items[-1].index) if more and items else None,
-    )
+    items, next_cursor = page(items, limit, lambda item: (str(item.index),))
+    return ItemPage(items=[item_out(item) for item in items], next_cursor=next_cursor)
 
 
 @router.get(

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.compat_errors import U1Route, parse_fields, require, u1_error_response
+from api.compat import U1Route, parse_fields, require, u1_error_response
 from api.dependencies import ShortAccountDep, StateDep
 from api.intake import IntakeRules
-from api.routes.jobs import accept_job, wait_for_end
+from api.schemas.openapi import request_body
 from api.schemas.u1 import (
     U1BaseResp,
     U1ExtractFields,
@@ -21,8 +21,9 @@ from api.schemas.u1 import (
     U1JobAccepted,
     U1Usage,
 )
+from api.submission import accept_job, answer_or_accept
 from core import jobs as jobs_service
-from core.errors import ErrorKind, InvalidRequest, ModelTimeout
+from core.errors import ErrorKind, InvalidRequest
 from core.image_formats import ImageFormat
 from db.models import ItemStatus
 
@@ -30,14 +31,7 @@ router = APIRouter(prefix="/v1/ocr/image", tags=["u1"], route_class=U1Route)
 
 U1_FORMATS = frozenset({ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.BMP})
 
-_FORM_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": U1ExtractForm.model_json_schema(by_alias=True)}
-        },
-    }
-}
+_FORM_DOC = request_body({"multipart/form-data": U1ExtractForm})
 _ERROR_DOC = {"model": U1ExtractResponse, "description": "base_resp says what went wrong"}
 
 
@@ -105,27 +99,20 @@ async def extract(
         ),
         check_fields=_check_fields,
     )
+    answer = await answer_or_accept(
+        request,
+        state,
+        job,
+        at_once=async_ or (form.fields is not None and form.fields.answers_at_once),
+        accepted=lambda body: U1JobAccepted(
+            **body.model_dump(), base_resp=U1BaseResp(status_code=0, status_msg="accepted")
+        ),
+        timeout_input="image",
+    )
+    if isinstance(answer, JSONResponse):
+        return answer
     url = str(request.url_for("get_job", job_id=job.id))
-    if async_ or (form.fields is not None and (form.fields.async_ or form.fields.webhook_url)):
-        accepted = U1JobAccepted(
-            id=job.id,
-            url=url,
-            status=job.status,
-            item_count=job.item_count,
-            credits_reserved=job.credits_reserved,
-            base_resp=U1BaseResp(status_code=0, status_msg="accepted"),
-        )
-        return JSONResponse(
-            accepted.model_dump(mode="json"), status_code=202, headers={"Location": url}
-        )
-
-    seconds = state.settings.sync_wait.total_seconds()
-    ended = await wait_for_end(state, job.id, seconds)
-    if ended is None:
-        raise ModelTimeout(
-            f"no result within {seconds:g} s; the job keeps running as {url}", input="image"
-        )
-    _job, _counts, items = ended
+    _job, items = answer
     item = items[0]
     if item.status != ItemStatus.SUCCEEDED:
         kind = ErrorKind.from_code(item.error_code or ErrorKind.INTERNAL_ERROR.code)

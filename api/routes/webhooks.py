@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from api.dependencies import AccountDep, JobDep, SessionDep, StateDep
 from api.schemas.webhooks import (
     PreviousSecretOut,
-    WebhookAttemptOut,
     WebhookDeliveryList,
     WebhookDeliveryOut,
     WebhookEndpointIn,
@@ -28,43 +27,12 @@ router = APIRouter(prefix="/v1", tags=["webhooks"])
 
 
 def endpoint_out(endpoint: WebhookEndpoint) -> WebhookEndpointOut:
-    return WebhookEndpointOut(
-        id=endpoint.id,
-        url=endpoint.url,
-        events=endpoint.events,
-        description=endpoint.description,
-        enabled=endpoint.enabled,
-        disabled_at=endpoint.disabled_at,
-        disabled_reason=endpoint.disabled_reason,
-        created_at=endpoint.created_at,
-    )
+    return WebhookEndpointOut.model_validate(endpoint)
 
 
 def delivery_out(delivery: WebhookDelivery) -> WebhookDeliveryOut:
-    return WebhookDeliveryOut(
-        id=delivery.id,
-        event_type=delivery.event_type,
-        url=delivery.url,
-        endpoint_id=delivery.endpoint_id,
-        job_id=delivery.job_id,
-        status=delivery.status,
-        attempt_count=delivery.attempt_count,
-        next_attempt_at=delivery.next_attempt_at,
-        created_at=delivery.created_at,
-        delivered_at=delivery.delivered_at,
-        payload=delivery.payload,
-        attempts=[
-            WebhookAttemptOut(
-                number=attempt.number,
-                attempted_at=attempt.attempted_at,
-                status_code=attempt.status_code,
-                latency_ms=attempt.latency_ms,
-                response_excerpt=attempt.response_excerpt,
-                error=attempt.error,
-            )
-            for attempt in delivery.attempts
-        ],
-    )
+    """With its attempts, which the repository loads with it."""
+    return WebhookDeliveryOut.model_validate(delivery)
 
 
 def secret_out(secrets: webhooks_service.AccountSecrets) -> WebhookSecretOut:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RateLimitOut(BaseModel):
@@ -38,7 +38,10 @@ class AccountOut(BaseModel):
 
 
 class LedgerEntryOut(BaseModel):
-    id: uuid.UUID
+    model_config = ConfigDict(from_attributes=True)
+
+    # The entry's public id: the row id counts every account's entries.
+    id: uuid.UUID = Field(validation_alias="public_id")
     kind: Literal["grant", "reserve", "capture", "refund"]
     amount: int
     delta: int = Field(description="Effect on the balance: grant +, reserve -, refund +, capture 0")

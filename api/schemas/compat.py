@@ -21,6 +21,10 @@ class AnswerAtOnceFields(BaseModel):
         description="Not in the reference: answer 202 with the job id at once.",
     )
 
+    @property
+    def answers_at_once(self) -> bool:
+        return self.async_ or self.webhook_url is not None
+
     @field_validator("webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -8,6 +8,58 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core.settings import Settings
+from extraction.contract import Scene
+
+# The documented limits are the defaults; a deployment's own are in GET /v1/account.
+_MAX_IMAGES = Settings.model_fields["max_images_per_job"].default
+MIN_RESULTS_TTL = 60
+MAX_RESULTS_TTL = 90 * 24 * 3600
+
+
+class JobFields(BaseModel):
+    """The fields of a submission besides its images, in both body forms."""
+
+    prompt: str = Field(description="What to extract; often with a JSON template.")
+    json_mode: bool = Field(default=False, description="Each result's content is JSON.")
+    scene: Scene = Scene.GENERAL
+    model: str | None = Field(default=None, description="Passed to the provider.")
+    webhook_url: str | None = Field(
+        default=None, json_schema_extra={"format": "uri"}, description="Told when the job ends."
+    )
+    results_ttl: int | None = Field(
+        default=None,
+        ge=MIN_RESULTS_TTL,
+        le=MAX_RESULTS_TTL,
+        description="Seconds to keep results after the job ends (60 s to 90 days; default 7 days)",
+    )
+
+
+class _UploadedImages(BaseModel):
+    images: list[bytes] = Field(
+        max_length=_MAX_IMAGES, description="Repeat the part: one file each (20 MB, 100 MB in all)."
+    )
+
+
+class JobForm(JobFields, _UploadedImages):
+    """POST /v1/jobs as multipart/form-data (for the OpenAPI document)."""
+
+    metadata: str | None = Field(default=None, description="A JSON object, echoed back.")
+
+
+class _SentImages(BaseModel):
+    input_method: Literal["url", "base64"]
+    images: list[str] = Field(
+        max_length=_MAX_IMAGES,
+        description="URLs, or base64 (a data: prefix is accepted); 20 MB each, 100 MB in all.",
+    )
+
+
+class JobJson(JobFields, _SentImages):
+    """POST /v1/jobs as application/json (for the OpenAPI document)."""
+
+    metadata: dict[str, Any] | None = Field(default=None, description="Echoed back.")
+
 
 class UsageOut(BaseModel):
     prompt_tokens: int

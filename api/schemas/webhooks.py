@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from db.models import WebhookEventType
 
@@ -20,6 +20,8 @@ class WebhookEndpointIn(BaseModel):
 
 
 class WebhookEndpointOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     url: str
     events: list[str]
@@ -48,6 +50,8 @@ class WebhookSecretOut(BaseModel):
 
 
 class WebhookAttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     number: int
     attempted_at: datetime
     status_code: int | None
@@ -57,6 +61,8 @@ class WebhookAttemptOut(BaseModel):
 
 
 class WebhookDeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str = Field(description="The webhook-id header: the same on every attempt and replay.")
     event_type: str
     url: str

@@ -1,5 +1,6 @@
-"""Errors in the styles of the two compatible APIs: u1's base_resp and DumplingAI's
-``{"error": ...}``, instead of the native problem JSON.
+"""What the two compatible APIs (u1, DumplingAI) share: their error styles (u1's base_resp
+and DumplingAI's ``{"error": ...}`` instead of the native problem JSON), their route
+classes, and how their fields are validated.
 
 Each style is an ``APIRoute`` subclass whose handler catches our errors and request
 validation errors, also those raised by dependencies (authentication, rate limits), so a
