@@ -5,6 +5,12 @@ writes it afterwards. A worker polling the folder in between moves that empty fi
 fails to decode it (``JSONDecodeError``: "Unrecoverable error") and the message is lost.
 Here the message is written under a temporary name that no queue matches, then renamed:
 a rename within one folder is atomic, so a reader sees all of a message or none of it.
+
+Its exchange tables (which queues an exchange routes to, in ``control_folder``) have the same
+flaw: ``_queue_bind`` creates the file empty and locks it afterwards, so a process starting
+beside it (serve starts the API and three workers at once) can read an empty table and fail
+with a ``JSONDecodeError``. Here binders take turns on a lock file of their own, and the new
+table replaces the old by a rename.
 """
 
 from __future__ import annotations
@@ -28,10 +34,29 @@ class Channel(filesystem.Channel):
         temporary = os.path.join(folder, f"{uuid.uuid4().hex}.tmp")
         try:
             with open(temporary, "wb") as handle:
-                handle.write(dumps(payload).encode())  # type: ignore[no-untyped-call]
+                handle.write(dumps(payload).encode())
             os.replace(temporary, os.path.join(folder, name))
         except OSError as error:
             raise ChannelError(f"Cannot add file {name!r} to directory {folder!r}") from error
+
+    def _queue_bind(self, exchange: Any, routing_key: Any, pattern: Any, queue: Any) -> None:
+        table = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        entry = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        try:
+            with open(table.with_suffix(".lock"), "ab") as guard:
+                filesystem.lock(guard, filesystem.LOCK_EX)
+                try:
+                    queues = list(self.get_table(exchange))
+                    if entry not in queues:
+                        queues.insert(0, entry)
+                        temporary = self.control_folder / f"{uuid.uuid4().hex}.tmp"
+                        temporary.write_bytes(dumps(queues).encode())
+                        os.replace(temporary, table)
+                finally:
+                    filesystem.unlock(guard)
+        except OSError as error:
+            raise ChannelError(f"Cannot open {table}") from error
 
 
 class Transport(filesystem.Transport):

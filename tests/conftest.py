@@ -1,5 +1,7 @@
 """The real stack for the tests: Postgres, Redis, a Celery worker process, the fake model,
-and the API on a real HTTP port. Started once per run; every test gets clean tables.
+and the API on a real HTTP port. Started once per run, only for the tests that ask for it
+(``tests/unit`` asks for none of it, or for the fake model alone); every test gets clean
+tables. Tests are marked by their tier's folder: ``unit``, ``e2e``, ``faults``.
 """
 
 from __future__ import annotations
@@ -38,62 +40,64 @@ class Stack:
     def stored_files(self) -> list[str]:
         """Temporary images left in storage (workers may be deleting some meanwhile)."""
         root = self.data_dir / "images"
-        found = []
+        found: list[str] = []
         for directory, _dirs, names in os.walk(root):  # skips folders that vanish
             found.extend(str(Path(directory, name).relative_to(root)) for name in names)
         return sorted(found)
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The fake OpenAI-compatible model on a loopback port: its base URL. Needs no
+    Postgres or Redis, so the provider tests run without them."""
+    log = tmp_path_factory.mktemp("model") / "model.log"
+    port = stack.free_port()
+    model = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fake_model_server.py"), "--port", str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        stack.wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        model.terminate()
+        model.wait(10)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory, model_server: str) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("stack")
     with stack.postgres() as database_url, stack.redis(work / "redis") as broker_url:
-        model_port = stack.free_port()
-        model = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "fake_model_server.py"),
-                "--port",
-                str(model_port),
-            ],
-            stdout=(work / "model.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            stack.wait_for_port(model_port)
-            data_dir = work / "data"
-            env = {
-                "IMAGEEXTRACT_DATABASE_URL": database_url,
-                "IMAGEEXTRACT_BROKER_URL": broker_url,
-                "IMAGEEXTRACT_DATA_DIR": str(data_dir),
-                "IMAGEEXTRACT_MODEL_PROVIDER": "openai",
-                "IMAGEEXTRACT_OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
-                "IMAGEEXTRACT_OPENAI_API_KEY": "sk-test",
-                "IMAGEEXTRACT_OPENAI_MODEL": "fake-vision",
-                "IMAGEEXTRACT_MODEL_TIMEOUT": "PT2S",
-                "IMAGEEXTRACT_MODEL_MAX_RETRIES": "2",
-                "IMAGEEXTRACT_MODEL_RETRY_BASE": "PT0.05S",
-                "IMAGEEXTRACT_MODEL_RETRY_MAX": "PT1S",
-                "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
-                "IMAGEEXTRACT_METRICS_TOKEN": METRICS_TOKEN,
-                # Webhook retries seconds apart instead of hours, run by a fast beat.
-                "IMAGEEXTRACT_WEBHOOK_DISPATCH_INTERVAL": "PT0.5S",
-                "IMAGEEXTRACT_WEBHOOK_RETRY_SCHEDULE": '["PT0S", "PT0.5S", "PT1S", "PT2S", "PT2S"]',
-            }
-            os.environ.update(env)
-            from db import migrate
+        data_dir = work / "data"
+        env = {
+            "IMAGEEXTRACT_DATABASE_URL": database_url,
+            "IMAGEEXTRACT_BROKER_URL": broker_url,
+            "IMAGEEXTRACT_DATA_DIR": str(data_dir),
+            "IMAGEEXTRACT_MODEL_PROVIDER": "openai",
+            "IMAGEEXTRACT_OPENAI_BASE_URL": f"{model_server}/v1",
+            "IMAGEEXTRACT_OPENAI_API_KEY": "sk-test",
+            "IMAGEEXTRACT_OPENAI_MODEL": "fake-vision",
+            "IMAGEEXTRACT_MODEL_TIMEOUT": "PT2S",
+            "IMAGEEXTRACT_MODEL_MAX_RETRIES": "2",
+            "IMAGEEXTRACT_MODEL_RETRY_BASE": "PT0.05S",
+            "IMAGEEXTRACT_MODEL_RETRY_MAX": "PT1S",
+            "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
+            "IMAGEEXTRACT_METRICS_TOKEN": METRICS_TOKEN,
+            # Webhook retries seconds apart instead of hours, run by a fast beat.
+            "IMAGEEXTRACT_WEBHOOK_DISPATCH_INTERVAL": "PT0.5S",
+            "IMAGEEXTRACT_WEBHOOK_RETRY_SCHEDULE": '["PT0S", "PT0.5S", "PT1S", "PT2S", "PT2S"]',
+        }
+        os.environ.update(env)
+        from db import migrate
 
-            migrate.upgrade(database_url)
-            yield Stack(
-                database_url=database_url,
-                broker_url=broker_url,
-                data_dir=data_dir,
-                model_url=f"http://127.0.0.1:{model_port}",
-                env=env,
-            )
-        finally:
-            model.terminate()
-            model.wait(10)
+        migrate.upgrade(database_url)
+        yield Stack(
+            database_url=database_url,
+            broker_url=broker_url,
+            data_dir=data_dir,
+            model_url=model_server,
+            env=env,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -164,25 +168,30 @@ TABLES = ("job_items", "jobs", "api_keys", "accounts")
 
 @pytest.fixture(autouse=True)
 def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
-    if "services" not in request.fixturenames:
+    if "model_server" not in request.fixturenames:
         yield
         return
-    services: Stack = request.getfixturevalue("services")
-    factory = request.getfixturevalue("session_factory")
+    model_url: str = request.getfixturevalue("model_server")
+    # Taken before the test: pytest no longer hands out fixtures during teardown.
+    with_tables = "services" in request.fixturenames
+    if with_tables:
+        services: Stack = request.getfixturevalue("services")
+        factory = request.getfixturevalue("session_factory")
     yield
-    with factory() as session:
-        session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
-        session.commit()
-    # Jobs a test left running lose their rows above; their files must not leak into the
-    # next test's "nothing left in storage" checks.
-    shutil.rmtree(services.data_dir / "images", ignore_errors=True)
+    if with_tables:
+        with factory() as session:
+            session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+            session.commit()
+        # Jobs a test left running lose their rows above; their files must not leak into
+        # the next test's "nothing left in storage" checks.
+        shutil.rmtree(services.data_dir / "images", ignore_errors=True)
     # Model calls still in flight for those jobs would count in the next test's stats.
     deadline, quiet_since = time.monotonic() + 30, time.monotonic()
     while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.3:
-        if httpx.get(f"{services.model_url}/_stats", timeout=5).json()["in_flight"]:
+        if httpx.get(f"{model_url}/_stats", timeout=5).json()["in_flight"]:
             quiet_since = time.monotonic()
         time.sleep(0.05)
-    httpx.post(f"{services.model_url}/_reset", timeout=5)
+    httpx.post(f"{model_url}/_reset", timeout=5)
 
 
 @dataclass
@@ -240,11 +249,11 @@ def image_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def fake_model(services: Stack) -> Callable[..., dict[str, Any]]:
+def fake_model(model_server: str) -> Callable[..., dict[str, Any]]:
     """Change the fake model's behaviour for this test (reset after it)."""
 
     def control(**changes: Any) -> dict[str, Any]:
-        response = httpx.post(f"{services.model_url}/_control", json=changes, timeout=5)
+        response = httpx.post(f"{model_server}/_control", json=changes, timeout=5)
         response.raise_for_status()
         return dict(response.json())
 
@@ -275,3 +284,11 @@ def beat_process(services: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
         "--schedule", str(folder / "celerybeat-schedule"),
     ]  # fmt: skip
     yield from _run_until_stopped(command, {**os.environ, **services.env}, log, "beat: Starting")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its tier's folder, so ``-m unit`` or ``-m "not faults"`` selects."""
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        if tier in ("unit", "e2e", "faults"):
+            item.add_marker(tier)

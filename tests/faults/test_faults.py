@@ -182,7 +182,7 @@ def _check_and_record(faults: FaultStack, job_id: str, fault: str, injected: int
     job = wait_for_job(faults.client, job_id, timeout=300)
     engine = create_engine(faults.database_url)
     with engine.connect() as connection:
-        by_status = dict(
+        by_status: dict[str, int] = dict(
             connection.execute(
                 text("SELECT status, count(*) FROM job_items WHERE job_id = :id GROUP BY status"),
                 {"id": job_id},
@@ -193,7 +193,7 @@ def _check_and_record(faults: FaultStack, job_id: str, fault: str, injected: int
                  "credits_captured, credits_refunded FROM jobs WHERE id = :id"),
             {"id": job_id},
         ).one()  # fmt: skip
-        ledger = dict(
+        ledger: dict[str, int] = dict(
             connection.execute(
                 text(
                     "SELECT kind, sum(amount) FROM credit_ledger WHERE job_id = :id GROUP BY kind"

@@ -20,7 +20,7 @@ from extraction.engine.ocr import OcrLine, TextRecognizer
 from extraction.engine.schema import ArraySpec, FieldSpec, ObjectSpec, parse_schema
 from extraction.providers.local import LocalProvider
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 INVOICE_PROMPT = (

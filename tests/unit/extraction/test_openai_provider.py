@@ -15,16 +15,15 @@ from core.errors import ModelTimeout, UpstreamError
 from core.settings import Settings
 from extraction.contract import ExtractionRequest, PreparedImage
 from extraction.providers.openai import OpenAIProvider
-from tests.conftest import Stack
 from tests.sample_images import png_for, size_for
 
 IMAGE = PreparedImage(data=png_for(7), media_type="image/png", width=23, height=16)
 
 
 @pytest.fixture
-def provider(services: Stack) -> Iterator[OpenAIProvider]:
+def provider(model_server: str) -> Iterator[OpenAIProvider]:
     settings = Settings(
-        openai_base_url=f"{services.model_url}/v1",
+        openai_base_url=f"{model_server}/v1",
         model_timeout=timedelta(seconds=1),
         model_max_retries=2,
         model_retry_base=timedelta(milliseconds=20),
@@ -35,8 +34,8 @@ def provider(services: Stack) -> Iterator[OpenAIProvider]:
     provider.close()
 
 
-def _calls(services: Stack) -> dict[str, int]:
-    return dict(httpx.get(f"{services.model_url}/_stats").json()["calls"])
+def _calls(model_server: str) -> dict[str, int]:
+    return dict(httpx.get(f"{model_server}/_stats").json()["calls"])
 
 
 def test_returns_content_and_usage(provider: OpenAIProvider) -> None:
@@ -48,31 +47,31 @@ def test_returns_content_and_usage(provider: OpenAIProvider) -> None:
 
 
 def test_server_errors_are_retried_until_success(
-    provider: OpenAIProvider, services: Stack, fake_model: Callable[..., Any]
+    provider: OpenAIProvider, model_server: str, fake_model: Callable[..., Any]
 ) -> None:
     fake_model(fail_next=2)
     result = provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
     assert "23x16" in result.content
-    assert _calls(services) == {"error": 2, "ok": 1}
+    assert _calls(model_server) == {"error": 2, "ok": 1}
 
 
 def test_429_waits_for_retry_after(
-    provider: OpenAIProvider, services: Stack, fake_model: Callable[..., Any]
+    provider: OpenAIProvider, model_server: str, fake_model: Callable[..., Any]
 ) -> None:
     fake_model(rate_limit_next=1, retry_after=1)
     started = time.monotonic()
     provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
     assert time.monotonic() - started >= 1.0
-    assert _calls(services) == {"rate_limited": 1, "ok": 1}
+    assert _calls(model_server) == {"rate_limited": 1, "ok": 1}
 
 
 def test_errors_past_the_retries_fail_as_upstream_error(
-    provider: OpenAIProvider, services: Stack, fake_model: Callable[..., Any]
+    provider: OpenAIProvider, model_server: str, fake_model: Callable[..., Any]
 ) -> None:
     fake_model(error_rate=1.0)
     with pytest.raises(UpstreamError, match="answered 500"):
         provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
-    assert _calls(services) == {"error": 3}
+    assert _calls(model_server) == {"error": 3}
 
 
 def test_a_model_that_never_answers_fails_as_timeout(

@@ -142,7 +142,7 @@ def test_missing_field_is_100001_naming_it(
 def test_bad_field_is_100001_naming_it(
     caller: Caller, session_factory: Any, fields: dict[str, str], named: str
 ) -> None:
-    message = _base_resp(_post(caller.client, **fields), 400, 100001)
+    message = _base_resp(_post(caller.client, ("invoice.jpg", jpeg_for(0)), **fields), 400, 100001)
     assert named in message
     assert _job_count(session_factory) == 0
 

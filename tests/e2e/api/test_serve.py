@@ -15,7 +15,7 @@ import pytest
 
 from tests import stack
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def _embedded_env(data_dir: Path, **settings: str) -> dict[str, str]:
