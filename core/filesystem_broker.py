@@ -9,8 +9,9 @@ a rename within one folder is atomic, so a reader sees all of a message or none 
 Its exchange tables (which queues an exchange routes to, in ``control_folder``) have the same
 flaw: ``_queue_bind`` creates the file empty and locks it afterwards, so a process starting
 beside it (serve starts the API and three workers at once) can read an empty table and fail
-with a ``JSONDecodeError``. Here binders take turns on a lock file of their own, and the new
-table replaces the old by a rename.
+with a ``JSONDecodeError`` (and a process killed in between leaves it empty for good). Here
+binders take turns on a lock file of their own, the new table replaces the old by a rename,
+and an empty table reads as no bindings.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ class Channel(filesystem.Channel):
             os.replace(temporary, os.path.join(folder, name))
         except OSError as error:
             raise ChannelError(f"Cannot add file {name!r} to directory {folder!r}") from error
+
+    def get_table(self, exchange: Any) -> Any:
+        # An empty table is one a kombu process was killed while creating: no bindings.
+        try:
+            return super().get_table(exchange)
+        except ValueError:
+            if self._exchange_file(exchange).stat().st_size == 0:
+                return []
+            raise
 
     def _queue_bind(self, exchange: Any, routing_key: Any, pattern: Any, queue: Any) -> None:
         table = self._exchange_file(exchange)
