@@ -33,6 +33,7 @@ class _DatabaseCollector(Collector):
             jobs = metrics_repository.jobs_by_status(session)
             items = metrics_repository.items_by_status(session)
             failures = metrics_repository.failures_by_code(session)
+            waiting = metrics_repository.waiting_by_priority(session)
             buckets, count, total_ms = metrics_repository.model_latency_buckets(
                 session, LATENCY_BOUNDS_MS
             )
@@ -43,6 +44,15 @@ class _DatabaseCollector(Collector):
         family = GaugeMetricFamily("imageextract_items", "Images by status", labels=["status"])
         for status, value in sorted(items.items()):
             family.add_metric([status], value)
+        yield family
+        family = GaugeMetricFamily(
+            "imageextract_items_by_priority",
+            "Images queued and in flight (running), by their job's priority",
+            labels=["priority", "status"],
+        )
+        for priority in ("interactive", "normal", "batch"):
+            for status in ("queued", "running"):
+                family.add_metric([priority, status], waiting.get((priority, status), 0))
         yield family
         family = GaugeMetricFamily(
             "imageextract_item_failures", "Failed images by error code", labels=["code"]

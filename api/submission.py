@@ -8,6 +8,7 @@ shape answers; what a submission is lives here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from core import jobs as jobs_service
 from core.errors import FieldTooLarge, InvalidRequest, MissingField, ModelTimeout, NotFound
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
-from db.models import Account, Job, JobItem
+from db.models import Account, Job, JobItem, JobPriority
 from extraction.contract import Scene
 
 WEBHOOK_URL_NAMES = ("webhook_url", "webhookUrl")
@@ -84,7 +85,20 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
         metadata=metadata,
         api=api,
         results_ttl_seconds=_results_ttl(fields.get("results_ttl")),
+        priority=parse_priority(fields.get("priority")),
     )
+
+
+def parse_priority(value: Any, name: str = "priority") -> JobPriority | None:
+    """The ``priority`` field of any submit API; None when not given."""
+    if value is None or value == "":
+        return None
+    try:
+        return JobPriority(str(value).strip().lower())
+    except ValueError as error:
+        raise InvalidRequest(
+            f"{name} must be one of {', '.join(JobPriority)}, not {str(value)[:50]!r}", input=name
+        ) from error
 
 
 def _results_ttl(value: Any) -> int | None:
@@ -166,6 +180,7 @@ async def accept_job(
     rules: IntakeRules | None = None,
     check_fields: Callable[[dict[str, Any], int], None] | None = None,
     image_keys: dict[str, bool] | None = None,
+    default_priority: JobPriority = JobPriority.NORMAL,
 ) -> Job:
     """Stream the images in, validate, and create the job; nothing is left on failure.
 
@@ -208,6 +223,8 @@ async def accept_job(
         if intake.to_identify:
             await run_in_threadpool(intake.identify_other_formats)
         options = to_options(fields)
+        if options.priority is None:
+            options = dataclasses.replace(options, priority=default_priority)
         if len(options.prompt) > settings.max_prompt_chars:
             raise FieldTooLarge(
                 f"prompt is {len(options.prompt)} characters; the limit is "

@@ -35,6 +35,16 @@ def accounts_set_rate_limit(name: str, requests_per_minute: int) -> None:
     click.echo(f"{name}: {requests_per_minute} requests per minute per key")
 
 
+@accounts.command("set-max-in-flight")
+@click.argument("name")
+@click.argument("images", type=click.IntRange(min=0))
+def accounts_set_max_in_flight(name: str, images: int) -> None:
+    """Let at most IMAGES of NAME's images be on the model at once (0: no cap)."""
+    with command_session() as session:
+        accounts_service.set_max_in_flight(session, name, images or None)
+    click.echo(f"{name}: " + (f"at most {images} images in flight" if images else "no cap"))
+
+
 @click.group()
 def keys() -> None:
     """Manage API keys."""

@@ -63,6 +63,17 @@ def set_rate_limit(session: Session, name: str, requests_per_minute: int | None)
     return account
 
 
+def set_max_in_flight(session: Session, name: str, images: int | None) -> Account:
+    """Let at most ``images`` of the account's images be on the model at once (None: no
+    cap), so that one tenant cannot hold every model thread even when nobody else waits."""
+    if images is not None and images < 1:
+        raise InvalidRequest("the cap is at least 1 image in flight", input="max_in_flight")
+    account = get_account(session, name)
+    account.max_in_flight = images
+    session.flush()
+    return account
+
+
 def revoke_key(session: Session, key_id: uuid.UUID) -> None:
     if not accounts_repository.revoke_api_key(session, key_id, datetime.now(UTC)):
         raise NotFound(f"no active key with id {key_id}", input="key_id")

@@ -107,14 +107,21 @@ _PENDING = "imageextract.pending_tasks"
 
 
 def enqueue_after_commit(
-    session: Session, name: TaskName, *args: str | list[str], queue: Queue | None = None
+    session: Session, name: TaskName, *args: str | int | list[str], queue: Queue | None = None
 ) -> None:
     """Buffer a task message; it is sent only once the session's transaction commits."""
     session.info.setdefault(_PENDING, []).append((name, args, queue))
 
 
-def send(name: TaskName, *args: str | list[str], queue: Queue | None = None) -> None:
-    celery_app.send_task(str(name), args=list(args), queue=str(queue) if queue else None)
+def send(
+    name: TaskName,
+    *args: str | int | list[str],
+    queue: Queue | None = None,
+    countdown: float | None = None,
+) -> None:
+    celery_app.send_task(
+        str(name), args=list(args), queue=str(queue) if queue else None, countdown=countdown
+    )
 
 
 @event.listens_for(Session, "after_commit")

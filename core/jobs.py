@@ -19,10 +19,10 @@ from core import credits as credits_service
 from core import webhooks as webhooks_service
 from core.broker import Queue, TaskName
 from core.errors import Conflict, ErrorKind, Gone, MissingField, TooManyImages
-from core.settings import Settings
+from core.settings import PROVIDERS, Settings
 from core.storage import ImageStore
 from db import jobs as jobs_repository
-from db.models import Account, ItemStatus, Job, JobStatus
+from db.models import Account, ItemStatus, Job, JobPriority, JobStatus
 from extraction.contract import Scene
 
 
@@ -43,6 +43,8 @@ class JobOptions:
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
     api: str = "native"
+    # None: the API decides (interactive when its caller waits for the answer, else normal).
+    priority: JobPriority | None = None
     # None: the results_ttl setting.
     results_ttl_seconds: int | None = None
 
@@ -95,6 +97,7 @@ def submit_job(
         account_id=account.id,
         status=JobStatus.QUEUED,
         api=options.api,
+        priority=options.priority or JobPriority.NORMAL,
         prompt=options.prompt,
         json_mode=options.json_mode,
         scene=options.scene,
@@ -268,6 +271,89 @@ def claim_with_lease(
         lease_until=now + settings.item_lease,
         max_attempts=settings.max_item_attempts,
     )
+
+
+PRIORITY_RANKS = {priority.value: priority.rank for priority in JobPriority}
+
+
+def providers_of(queue: Queue) -> list[str]:
+    """The providers whose images the workers of ``queue`` run."""
+    return [provider for provider in PROVIDERS if model_queue(provider) == queue]
+
+
+def _fair_key(candidate: jobs_repository.ClaimCandidate, account: int, job: int) -> tuple[Any, ...]:
+    return (JobPriority(candidate.priority).rank, account, job, candidate.created_at)
+
+
+def claim_next(
+    session: Session, settings: Settings, queue: Queue, count: int, now: datetime
+) -> list[jobs_repository.ClaimedItem]:
+    """Claim up to ``count`` queued images of ``queue``'s providers, in the fair order, each
+    with an attempt and a lease as claim_with_lease gives them.
+
+    The order, image by image: the job's priority (interactive, normal, batch); then the
+    account with the fewest images in flight; then, within it, the job with the fewest in
+    flight; then the oldest job. An account at its ``max_in_flight`` gets none. A nightly
+    batch therefore never holds a caller who waits: the next free model thread goes to the
+    caller's image, whatever messages are ahead of it in the broker.
+    """
+    candidates = {
+        candidate.job_id: candidate
+        for candidate in jobs_repository.claim_candidates(session, providers_of(queue))
+    }
+    accounts = {c.account_id: c.account_running for c in candidates.values()}
+    jobs = {c.job_id: c.job_running for c in candidates.values()}
+    claimed: list[jobs_repository.ClaimedItem] = []
+    while len(claimed) < count and candidates:
+        # Pick the images still wanted one at a time, counting each pick as in flight.
+        picks: dict[uuid.UUID, int] = {}
+        for _ in range(count - len(claimed)):
+            open_ = [
+                c
+                for c in candidates.values()
+                if c.max_in_flight is None or accounts[c.account_id] < c.max_in_flight
+            ]
+            if not open_:
+                break
+            best = min(open_, key=lambda c: _fair_key(c, accounts[c.account_id], jobs[c.job_id]))
+            picks[best.job_id] = picks.get(best.job_id, 0) + 1
+            accounts[best.account_id] += 1
+            jobs[best.job_id] += 1
+        if not picks:
+            break
+        for job_id, wanted in picks.items():
+            candidate = candidates[job_id]
+            if candidate.max_in_flight is not None:
+                # The count above was read without a lock: recount under the account's.
+                running = jobs_repository.lock_account_running(session, candidate.account_id)
+                room = max(candidate.max_in_flight - running, 0)
+                if room < wanted:
+                    accounts[candidate.account_id] -= wanted - room
+                    wanted = room
+                if not wanted:
+                    candidates.pop(job_id)
+                    continue
+            got = jobs_repository.claim_from_job(
+                session,
+                job_id,
+                wanted,
+                now=now,
+                lease_until=now + settings.item_lease,
+                max_attempts=settings.max_item_attempts,
+            )
+            claimed.extend(got)
+            if len(got) < wanted:
+                # Out of queued images (or the rest is held by another claim): not again
+                # in this claim, and what it did not give is not in flight.
+                candidate = candidates.pop(job_id)
+                accounts[candidate.account_id] -= wanted - len(got)
+    return claimed
+
+
+def has_queued_images(session: Session, queue: Queue) -> bool:
+    """Some job of ``queue``'s providers has an image waiting (its account may be at its
+    cap: the image still needs a token once a slot frees)."""
+    return bool(jobs_repository.claim_candidates(session, providers_of(queue)))
 
 
 def start_job(session: Session, job: Job, now: datetime) -> None:

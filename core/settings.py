@@ -10,12 +10,14 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
+ProviderName = Literal["openai", "local"]
+PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
 
 
 def default_data_dir() -> Path:
@@ -30,7 +32,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
 
-    model_provider: Literal["openai", "local"] = "local"
+    model_provider: ProviderName = "local"
     openai_base_url: AnyHttpUrl = AnyHttpUrl("https://api.openai.com/v1")
     openai_api_key: SecretStr | None = None
     openai_model: str = "gpt-4o-mini"

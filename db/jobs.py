@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db.models import ItemStatus, Job, JobItem, JobStatus
+from db.models import Account, ItemStatus, Job, JobItem, JobStatus
 
 ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -139,6 +140,17 @@ _CORE = {"synchronize_session": False}
 _items = cast(Table, JobItem.__table__)
 _jobs = cast(Table, Job.__table__)
 _now = bindparam("now", type_=_items.c.lease_expires_at.type)
+# What a claim returns of each item: ClaimedItem's fields.
+_CLAIMED = (
+    _items.c.id,
+    _items.c.job_id,
+    _items.c.index,
+    _items.c.attempts,
+    _items.c.source_kind,
+    _items.c.source_url,
+    _items.c.storage_key,
+    _items.c.media_type,
+)
 _CLAIM = (
     update(_items)
     .where(
@@ -162,16 +174,7 @@ _CLAIM = (
         lease_expires_at=bindparam("lease_until", type_=_items.c.lease_expires_at.type),
         started_at=func.coalesce(_items.c.started_at, _now),
     )
-    .returning(
-        _items.c.id,
-        _items.c.job_id,
-        _items.c.index,
-        _items.c.attempts,
-        _items.c.source_kind,
-        _items.c.source_url,
-        _items.c.storage_key,
-        _items.c.media_type,
-    )
+    .returning(*_CLAIMED)
 )
 
 
@@ -196,6 +199,143 @@ def claim_items(
          "lease_until": lease_until},
     )  # fmt: skip
     return sorted((ClaimedItem(*row) for row in rows), key=lambda item: item.index)
+
+
+# The fair claim, step 1: the jobs of these providers that have queued images, with what
+# the order needs. Running counts come from the running items (at most the model threads
+# of every worker, a few hundred rows, found by their status index), so no counter has to
+# be kept in step with every outcome. Dialect-neutral SQL: Postgres and SQLite.
+_CLAIM_CANDIDATES = text("""
+WITH running AS (
+    SELECT i.job_id AS job_id, count(*) AS n
+    FROM job_items i WHERE i.status = 'running' GROUP BY i.job_id
+), account_running AS (
+    SELECT j.account_id AS account_id, sum(r.n) AS n
+    FROM running r JOIN jobs j ON j.id = r.job_id GROUP BY j.account_id
+)
+SELECT j.id, j.account_id, j.priority, j.created_at,
+       COALESCE(r.n, 0) AS job_running, COALESCE(ar.n, 0) AS account_running,
+       a.max_in_flight
+FROM jobs j
+JOIN accounts a ON a.id = j.account_id
+LEFT JOIN running r ON r.job_id = j.id
+LEFT JOIN account_running ar ON ar.account_id = j.account_id
+WHERE j.status IN ('queued', 'running') AND j.provider IN :providers
+  AND EXISTS (SELECT 1 FROM job_items q WHERE q.job_id = j.id AND q.status = 'queued')
+""").bindparams(bindparam("providers", expanding=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCandidate:
+    """A job with queued images, and what the fair order needs of it."""
+
+    job_id: uuid.UUID
+    account_id: uuid.UUID
+    priority: str
+    created_at: datetime
+    job_running: int
+    account_running: int
+    max_in_flight: int | None
+
+
+def claim_candidates(session: Session, providers: Sequence[str]) -> list[ClaimCandidate]:
+    rows = session.execute(_CLAIM_CANDIDATES, {"providers": list(providers)})
+    return [
+        ClaimCandidate(
+            job_id=row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(str(row[0])),
+            account_id=row[1] if isinstance(row[1], uuid.UUID) else uuid.UUID(str(row[1])),
+            priority=row[2],
+            created_at=row[3] if isinstance(row[3], datetime) else datetime.fromisoformat(row[3]),
+            job_running=int(row[4]),
+            account_running=int(row[5]),
+            max_in_flight=row[6],
+        )
+        for row in rows
+    ]
+
+
+# The fair claim, step 2: the first queued images of one job, by index (the index on
+# job_id, status, index serves it), locked, then taken as claim_items takes them. Two
+# statements: in one (UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED))
+# Postgres may run the subquery more than once, each time skipping the rows the last run
+# locked, and claim more than n.
+_FIRST_QUEUED = (
+    select(_items.c.id)
+    .where(
+        _items.c.job_id == bindparam("claim_job_id"),
+        _items.c.status == ItemStatus.QUEUED,
+        _items.c.attempts < bindparam("max_attempts"),
+    )
+    .order_by(_items.c.index)
+    .limit(bindparam("claim_count"))
+    .with_for_update(skip_locked=True)
+)
+
+
+def lock_account_running(session: Session, account_id: uuid.UUID) -> int:
+    """Lock the account's row for this transaction and count its images in flight: claims
+    for a capped account take turns, so two workers cannot both fill its last slot."""
+    session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(JobItem)
+            .join(Job, Job.id == JobItem.job_id)
+            .where(Job.account_id == account_id, JobItem.status == ItemStatus.RUNNING)
+        ).scalar_one()
+    )
+
+
+def claim_from_job(
+    session: Session,
+    job_id: uuid.UUID,
+    count: int,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    max_attempts: int,
+) -> list[ClaimedItem]:
+    """Claim up to ``count`` of the job's queued images, first by index; rows another
+    transaction holds are skipped (SKIP LOCKED), never waited for."""
+    ids = list(
+        session.connection()
+        .execute(
+            _FIRST_QUEUED,
+            {"claim_job_id": job_id, "claim_count": count, "max_attempts": max_attempts},
+        )
+        .scalars()
+    )
+    if not ids:
+        return []
+    return claim_items(session, ids, now=now, lease_until=lease_until, max_attempts=max_attempts)
+
+
+def images_ahead(session: Session, job: Job, priority_ranks: dict[str, int]) -> int:
+    """Queued images of the job's provider that run before the job's next one: those of
+    jobs with a higher priority, and of the same account's older jobs of its priority."""
+    rank = case(priority_ranks, value=Job.priority)
+    mine = priority_ranks[job.priority]
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(JobItem)
+            .join(Job, Job.id == JobItem.job_id)
+            .where(
+                JobItem.status == ItemStatus.QUEUED,
+                Job.provider == job.provider,
+                Job.status.in_(ACTIVE_JOB_STATUSES),
+                Job.id != job.id,
+                or_(
+                    rank < mine,
+                    and_(
+                        rank == mine,
+                        Job.account_id == job.account_id,
+                        Job.created_at < job.created_at,
+                    ),
+                ),
+            )
+        ).scalar_one()
+    )
 
 
 def get_item(session: Session, item_id: uuid.UUID) -> JobItem | None:

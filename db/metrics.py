@@ -18,6 +18,17 @@ def items_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
+def waiting_by_priority(session: Session) -> dict[tuple[str, str], int]:
+    """Images queued and in flight, by their job's priority."""
+    rows = session.execute(
+        select(Job.priority, JobItem.status, func.count())
+        .join(Job, Job.id == JobItem.job_id)
+        .where(JobItem.status.in_(["queued", "running"]))
+        .group_by(Job.priority, JobItem.status)
+    ).all()
+    return {(priority, status): count for priority, status, count in rows}
+
+
 def failures_by_code(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(JobItem.error_code, func.count())

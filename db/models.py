@@ -79,6 +79,19 @@ class JobStatus(enum.StrEnum):
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
+class JobPriority(enum.StrEnum):
+    """Interactive: a caller waits for the answer. Normal: submit and poll (the default).
+    Batch: nightly work that may wait for everyone else."""
+
+    INTERACTIVE = "interactive"
+    NORMAL = "normal"
+    BATCH = "batch"
+
+    @property
+    def rank(self) -> int:
+        return list(JobPriority).index(self)
+
+
 class ItemStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -103,6 +116,8 @@ class Account(Base):
     credit_balance: Mapped[int] = mapped_column(BigInteger, default=0)
     # Requests per minute per key; None means the rate_limit_per_minute setting.
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    # At most this many of the account's images on the model at once; None: no cap.
+    max_in_flight: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="account", lazy="raise")
@@ -124,13 +139,20 @@ class ApiKey(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_account_id_created_at", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_account_id_created_at", "account_id", "created_at"),
+        Index("ix_jobs_status", "status"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
     status: Mapped[str] = mapped_column(String(32), default=JobStatus.QUEUED)
     # Which API created the job: native, u1 or dumplingai.
     api: Mapped[str] = mapped_column(String(32), default="native")
+    # Which images run first (see core.jobs.claim_next): interactive, normal or batch.
+    priority: Mapped[str] = mapped_column(
+        String(16), default=JobPriority.NORMAL, server_default=JobPriority.NORMAL.value
+    )
     prompt: Mapped[str] = mapped_column(Text)
     json_mode: Mapped[bool] = mapped_column(Boolean, default=False)
     scene: Mapped[str] = mapped_column(String(32), default="general")
@@ -173,7 +195,8 @@ class JobItem(Base):
     __tablename__ = "job_items"
     __table_args__ = (
         UniqueConstraint("job_id", "index", name="uq_job_items_job_id_index"),
-        Index("ix_job_items_job_id_status", "job_id", "status"),
+        # A job's queued items in order: the fair claim takes them from here.
+        Index("ix_job_items_job_id_status_index", "job_id", "status", "index"),
         Index("ix_job_items_status_lease_expires_at", "status", "lease_expires_at"),
     )
 

@@ -185,7 +185,9 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         # Jobs a test left running lose their rows above; their files must not leak into
         # the next test's "nothing left in storage" checks.
         shutil.rmtree(services.data_dir / "images", ignore_errors=True)
-    # Model calls still in flight for those jobs would count in the next test's stats.
+    # Model calls still in flight for those jobs would count in the next test's stats;
+    # calls a test held at the fake model's door go through now.
+    httpx.post(f"{model_url}/_control", json={"hold": 0}, timeout=5)
     deadline, quiet_since = time.monotonic() + 30, time.monotonic()
     while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.3:
         if httpx.get(f"{model_url}/_stats", timeout=5).json()["in_flight"]:

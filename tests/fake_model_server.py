@@ -7,7 +7,9 @@ POST /v1/chat/completions answers with what it sees in the image: its width and 
 POST /_control (JSON): latency (s), error_rate, rate_limit_rate, retry_after (s),
 timeout_rate (sleeps `hang` s), malformed_rate (content that is not JSON in JSON mode),
 broken_body_rate (an HTTP body that is not JSON), and fail_next / rate_limit_next /
-malformed_next / hang_next to make the next N calls fail that way. GET /_stats counts calls.
+malformed_next / hang_next to make the next N calls fail that way; hold (1: every call waits
+at the door) and release (let N waiting calls through, in arrival order). GET /_stats counts
+calls and lists the arrivals (each call's image size, in the order the calls came).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ DEFAULTS: dict[str, float] = {
     "rate_limit_next": 0,
     "malformed_next": 0,
     "hang_next": 0,
+    "hold": 0,
+    "release": 0,
 }
 
 
@@ -52,6 +56,9 @@ class FakeModel:
         self.stats: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self.arrivals: list[list[int]] = []
+        # Calls let through while held (release), not used yet.
+        self.released = 0
 
     def count(self, outcome: str) -> None:
         with self.lock:
@@ -85,7 +92,18 @@ def create_app(model: FakeModel) -> Starlette:
         with model.lock:
             model.in_flight += 1
             model.max_in_flight = max(model.max_in_flight, model.in_flight)
+            try:
+                model.arrivals.append(list(image_size(body)))
+            except Exception:
+                model.arrivals.append([0, 0])
         try:
+            # Held calls wait here until released, one per released call.
+            while model.config["hold"]:
+                with model.lock:
+                    if model.released > 0:
+                        model.released -= 1
+                        break
+                await asyncio.sleep(0.005)
             if model.config["latency"]:
                 await asyncio.sleep(model.config["latency"])
             if model.take("hang_next", "timeout_rate"):
@@ -149,6 +167,7 @@ def create_app(model: FakeModel) -> Starlette:
         if unknown:
             return JSONResponse({"error": f"unknown settings {sorted(unknown)}"}, status_code=400)
         with model.lock:
+            model.released += int(changes.pop("release", 0))
             model.config.update(changes)
         return JSONResponse(model.config)
 
@@ -157,13 +176,15 @@ def create_app(model: FakeModel) -> Starlette:
             model.config = dict(DEFAULTS)
             model.stats = {}
             model.max_in_flight = 0
+            model.arrivals = []
+            model.released = 0
         return JSONResponse(model.config)
 
     async def stats(_request: Request) -> Response:
         with model.lock:
             return JSONResponse(
                 {"calls": dict(model.stats), "in_flight": model.in_flight,
-                 "max_in_flight": model.max_in_flight}
+                 "max_in_flight": model.max_in_flight, "arrivals": model.arrivals}
             )  # fmt: skip
 
     return Starlette(

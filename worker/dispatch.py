@@ -1,4 +1,5 @@
-"""Publishing process_items messages for a job's queued items: ids only, a few per message."""
+"""Publishing a job's claim tokens: process_items messages that carry no ids, only how
+many images their task may run (see worker.item_processing)."""
 
 from __future__ import annotations
 
@@ -9,34 +10,36 @@ from core import jobs as jobs_service
 from core.broker import TaskName
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
-from db.models import JobStatus
+from db.models import ItemStatus, JobStatus
 from worker.runtime import WorkerRuntime
 
 
 def dispatch_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> int:
-    """Send the job's queued items to the model queue; returns how many were sent.
+    """Publish claim tokens for the job's queued images; returns how many images.
 
-    Running it twice sends duplicates, which process_items drops when it cannot claim them.
+    The tokens wake workers; which images they run is decided when they claim, in the fair
+    order, so a token may well run another job's image (and this job's images another
+    job's tokens). Running it twice publishes extra tokens, which find nothing and end.
     """
     with unit_of_work(runtime.session_factory) as session:
         job = jobs_repository.get_job(session, job_id)
         if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return 0
         queue = jobs_service.model_queue(job.provider)
+        # Tokens are the queue's, not the job's: another job's tokens may already have run
+        # some of this job's images. A first dispatch adds the job's whole count, so that
+        # the tokens in the queue always cover the images waiting in it; a dispatch again
+        # (the sweep found the queue empty) covers what waits now.
+        queued = (
+            job.item_count
+            if job.dispatched_at is None
+            else jobs_repository.count_items_by_status(session, job_id).get(ItemStatus.QUEUED, 0)
+        )
     batch_size = jobs_service.batch_size(runtime.settings, queue)
-    sent, after = 0, -1
-    while True:
-        with unit_of_work(runtime.session_factory) as session:
-            chunk = jobs_repository.item_ids_after(
-                session, job_id, after, runtime.settings.dispatch_chunk_size
-            )
-        if not chunk:
-            break
-        ids = [str(item_id) for item_id, _index in chunk]
-        for start in range(0, len(ids), batch_size):
-            broker.send(TaskName.PROCESS_ITEMS, ids[start : start + batch_size], queue=queue)
-        sent += len(chunk)
-        after = chunk[-1][1]
+    for start in range(0, queued, batch_size):
+        broker.send(
+            TaskName.PROCESS_ITEMS, [], min(batch_size, queued - start), str(queue), queue=queue
+        )
     with unit_of_work(runtime.session_factory) as session:
         jobs_service.mark_dispatched(session, job_id)
-    return sent
+    return queued

@@ -1,9 +1,13 @@
 """Images through the model: claim, load, normalise, call, store, delete the files.
 
-A process_items message carries a few item ids of one job. The task claims them as the
-process's model threads free up (one UPDATE for all it can start), runs each on a model
-thread, and writes the outcomes that are ready in one transaction: the items, the job's
-counters and any refund. No database session is open while the model works.
+A process_items message is a claim token: it lets its task run up to ``budget`` images of
+its queue, whichever the fair order (core.jobs.claim_next) puts first when a model thread
+frees up, not the images of the job that published it. So a caller's one image goes to the
+next free thread even when a nightly batch's messages fill the queue ahead of it. (A message
+that carries item ids, as the lease sweep sends, claims exactly those.) The task claims as
+the process's model threads free up, runs each image on a model thread, and writes the
+outcomes that are ready in one transaction: the items, the job's counters and any refund.
+No database session is open while the model works.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from datetime import datetime
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from core import broker
 from core import jobs as jobs_service
+from core.broker import Queue, TaskName
 from core.errors import ImageExtractError, InvalidModelOutput
 from core.json_output import parse_json_output
 from db import jobs as jobs_repository
@@ -39,6 +45,10 @@ WRITE_EVERY = 0.1
 # many, rather than claiming images one by one: a freed thread idles at most this long.
 GATHER_LEAST = 8
 GATHER_WAIT = 0.02
+# A token may claim up to this many times its budget while its own images keep running.
+TOKEN_STRETCH = 4
+# A token that could claim nothing while images wait passes its budget on after this long.
+PASS_ON_DELAY = 0.5
 # Writing outcomes through a database restart: tries, and the first pause (doubling).
 WRITE_TRIES = 6
 WRITE_PAUSE = 0.5
@@ -48,39 +58,55 @@ Done = tuple[jobs_repository.ClaimedItem, jobs_service.ItemOutcome]
 
 @dataclass
 class _Batch:
-    """One task's items: those still to claim, those on a model thread, those done."""
+    """One task's items: those still to claim (by id, or how many more the token may
+    claim), those on a model thread, those done."""
 
     pending: list[uuid.UUID]
+    budget: int = 0
+    # Past its budget, a token keeps the threads its images free busy, this many more
+    # times: tokens queue first in, first out, and a task that waited for its last images
+    # with idle threads would leave a caller's image waiting for the next token.
+    stretch: int = 0
     running: int = 0
     done: queue.SimpleQueue[Done] = field(default_factory=queue.SimpleQueue)
     ready: list[Done] = field(default_factory=list)
     ready_since: float = 0.0
 
 
-def process_items(runtime: WorkerRuntime, item_ids: Sequence[uuid.UUID]) -> None:
-    """Run the items; those done, cancelled, or held by another worker are skipped.
+def process_items(
+    runtime: WorkerRuntime,
+    item_ids: Sequence[uuid.UUID],
+    *,
+    budget: int = 0,
+    queue: Queue = Queue.MODEL,
+) -> None:
+    """Run these items, or (without ids) up to ``budget`` images of ``queue`` in the fair
+    order; items done, cancelled, or held by another worker are skipped.
 
-    Safe to run twice with the same ids: only the holder of an item's latest attempt can
-    write its outcome. When claiming fails (the database is away), the items already on
-    the model are finished and written first, then the error goes to Celery, which runs
-    the message again later.
+    Safe to run twice: only the holder of an item's latest attempt can write its outcome,
+    and a token run twice claims other images or none. When claiming fails (the database
+    is away), the items already on the model are finished and written first, then the
+    error goes to Celery, which runs the message again later. A token that finds nothing
+    to claim while images wait (their accounts are at their cap, or other claims hold
+    them) passes its budget on in a new token a moment later.
     """
-    batch = _Batch(pending=list(item_ids))
+    batch = _Batch(
+        pending=list(item_ids),
+        budget=0 if item_ids else budget,
+        stretch=0 if item_ids else budget * (TOKEN_STRETCH - 1),
+    )
     pool = runtime.model_pool
     claim_error: OperationalError | None = None
-    while (batch.pending and claim_error is None) or batch.running:
-        if batch.pending and claim_error is None:
+    while ((batch.pending or batch.budget) and claim_error is None) or batch.running:
+        stretching = not batch.pending and not batch.budget and batch.running > 0
+        wanted = len(batch.pending) or batch.budget or (batch.stretch if stretching else 0)
+        if wanted and claim_error is None:
             wait = WRITE_EVERY if batch.running or batch.ready else None
-            taken = pool.reserve(
-                len(batch.pending),
-                wait,
-                least=min(len(batch.pending), GATHER_LEAST),
-                gather=GATHER_WAIT,
-            )
+            taken = pool.reserve(wanted, wait, least=min(wanted, GATHER_LEAST), gather=GATHER_WAIT)
             if taken:
                 take, batch.pending = batch.pending[:taken], batch.pending[taken:]
                 try:
-                    started = _claim(runtime, take)
+                    started = _claim(runtime, take) if take else _claim_next(runtime, queue, taken)
                 except OperationalError as error:
                     pool.release(taken)
                     batch.pending = take + batch.pending
@@ -90,6 +116,13 @@ def process_items(runtime: WorkerRuntime, item_ids: Sequence[uuid.UUID]) -> None
                     pool.release(taken)
                     raise
                 pool.release(taken - len(started))
+                if not take and stretching:
+                    batch.stretch = batch.stretch - len(started) if len(started) == taken else 0
+                elif not take:
+                    batch.budget -= len(started)
+                    if len(started) < taken:  # nothing more to claim now
+                        _pass_on(runtime, queue, batch.budget)
+                        batch.budget, batch.stretch = 0, 0
                 for claimed, snapshot in started:
                     pool.run(_run_and_report, runtime, claimed, snapshot, batch.done)
                 batch.running += len(started)
@@ -120,6 +153,31 @@ def _collect(batch: _Batch, *, block: bool) -> None:
         batch.ready.append(item)
         batch.running -= 1
         block = False
+
+
+def _claim_next(
+    runtime: WorkerRuntime, queue: Queue, count: int
+) -> list[tuple[jobs_repository.ClaimedItem, JobSnapshot]]:
+    now = jobs_service.utcnow()
+    started = []
+    with unit_of_work(runtime.session_factory) as session:
+        for item in jobs_service.claim_next(session, runtime.settings, queue, count, now):
+            snapshot = _snapshot(runtime, session, item.job_id, now)
+            if snapshot is not None:  # None: the job was purged while the message waited
+                started.append((item, snapshot))
+    return started
+
+
+def _pass_on(runtime: WorkerRuntime, queue: Queue, budget: int) -> None:
+    """Give a token's unused budget to a new token, a moment later, if images wait."""
+    if budget <= 0:
+        return
+    with unit_of_work(runtime.session_factory) as session:
+        waiting = jobs_service.has_queued_images(session, queue)
+    if waiting:
+        broker.send(
+            TaskName.PROCESS_ITEMS, [], budget, str(queue), queue=queue, countdown=PASS_ON_DELAY
+        )
 
 
 def _claim(
@@ -189,8 +247,10 @@ def _write(runtime: WorkerRuntime, ready: list[Done]) -> None:
         try:
             written: set[uuid.UUID] = set()
             with unit_of_work(runtime.session_factory) as session:
-                for job_id, outcomes in by_job.items():
-                    written |= jobs_service.record_attempt_outcomes(session, job_id, outcomes)
+                # A token's images may be of several jobs: their counter rows are updated
+                # in one order everywhere, or two writers could wait on each other.
+                for job_id in sorted(by_job):
+                    written |= jobs_service.record_attempt_outcomes(session, job_id, by_job[job_id])
             break
         except OperationalError:
             if attempt == WRITE_TRIES:

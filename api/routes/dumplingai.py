@@ -74,6 +74,9 @@ class _Body:
 
     fields: ExtractImageFields | None = None
 
+    def __init__(self, *, async_query: bool) -> None:
+        self.async_query = async_query
+
     def to_options(self, fields: dict[str, Any]) -> jobs_service.JobOptions:
         self.fields = parsed = parse_fields(ExtractImageFields, fields)
         return jobs_service.JobOptions(
@@ -82,6 +85,7 @@ class _Body:
             webhook_url=parsed.webhook_url,
             metadata={"requestSource": parsed.requestSource} if parsed.requestSource else None,
             api="dumplingai",
+            priority=parsed.job_priority(async_query=self.async_query),
         )
 
 
@@ -140,7 +144,7 @@ async def extract_image(
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if not is_json_media_type(media_type):
         raise InvalidRequest("send the request as application/json", input="Content-Type")
-    body = _Body()
+    body = _Body(async_query=async_)
     job = await accept_job(
         request,
         state,

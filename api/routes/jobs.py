@@ -34,7 +34,7 @@ from core import jobs as jobs_service
 from core.errors import Gone, InvalidRequest
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
-from db.models import ItemStatus, Job, JobItem, JobStatus
+from db.models import ItemStatus, Job, JobItem, JobPriority, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -70,6 +70,8 @@ async def create_job(
         file_fields={"images"},
         input_method_key="input_method",
         to_options=job_options,
+        # A caller who waits for the answer is served before submit-and-poll work.
+        default_priority=JobPriority.INTERACTIVE if wait else JobPriority.NORMAL,
     )
     url = str(request.url_for("get_job", job_id=job.id))
     if wait:
@@ -159,7 +161,9 @@ def list_jobs(
     )
 
 
-def job_out(request: Request, job: Job, counts: dict[str, int]) -> JobOut:
+def job_out(
+    request: Request, job: Job, counts: dict[str, int], images_ahead: int | None = None
+) -> JobOut:
     return JobOut(
         id=job.id,
         url=str(request.url_for("get_job", job_id=job.id)),
@@ -168,6 +172,8 @@ def job_out(request: Request, job: Job, counts: dict[str, int]) -> JobOut:
         prompt=job.prompt,
         json_mode=job.json_mode,
         scene=job.scene,
+        priority=job.priority,
+        images_ahead=images_ahead,
         model=job.model,
         webhook_url=job.webhook_url,
         metadata=job.user_metadata,
@@ -197,8 +203,15 @@ def job_out(request: Request, job: Job, counts: dict[str, int]) -> JobOut:
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(request: Request, job: JobDep, session: SessionDep) -> JobOut:
-    """Status, counts by item status, progress, timestamps, token and credit usage."""
-    return job_out(request, job, jobs_repository.count_items_by_status(session, job.id))
+    """Status, counts by item status, progress, timestamps, token and credit usage; while
+    images wait, how many run before the job's next one."""
+    counts = jobs_repository.count_items_by_status(session, job.id)
+    ahead = (
+        jobs_repository.images_ahead(session, job, jobs_service.PRIORITY_RANKS)
+        if counts.get(ItemStatus.QUEUED)
+        else None
+    )
+    return job_out(request, job, counts, ahead)
 
 
 def item_out(item: JobItem) -> ItemOut:

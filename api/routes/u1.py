@@ -48,6 +48,9 @@ class _Form:
 
     fields: U1ExtractFields | None = None
 
+    def __init__(self, *, async_query: bool) -> None:
+        self.async_query = async_query
+
     def to_options(self, fields: dict[str, Any]) -> jobs_service.JobOptions:
         self.fields = parsed = parse_fields(U1ExtractFields, fields)
         return jobs_service.JobOptions(
@@ -57,6 +60,7 @@ class _Form:
             model=None,
             webhook_url=parsed.webhook_url,
             api="u1",
+            priority=parsed.job_priority(async_query=self.async_query),
         )
 
 
@@ -86,7 +90,7 @@ async def extract(
             "send multipart/form-data with the fields model, image and prompt",
             input="Content-Type",
         )
-    form = _Form()
+    form = _Form(async_query=async_)
     job = await accept_job(
         request,
         state,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from db.models import JobPriority
 
 
 class AnswerAtOnceFields(BaseModel):
@@ -20,10 +24,24 @@ class AnswerAtOnceFields(BaseModel):
         alias="async",
         description="Not in the reference: answer 202 with the job id at once.",
     )
+    priority: Literal["interactive", "normal", "batch"] | None = Field(
+        default=None,
+        description="Not in the reference: which images run first. Default: interactive "
+        "while the caller waits for the answer, normal with async or a webhook; batch for "
+        "nightly work that may wait for everyone else.",
+    )
 
     @property
     def answers_at_once(self) -> bool:
         return self.async_ or self.webhook_url is not None
+
+    def job_priority(self, *, async_query: bool) -> JobPriority:
+        """The priority asked for, or interactive when the caller waits for the answer."""
+        if self.priority is not None:
+            return JobPriority(self.priority)
+        if async_query or self.answers_at_once:
+            return JobPriority.NORMAL
+        return JobPriority.INTERACTIVE
 
     @field_validator("webhook_url")
     @classmethod

@@ -27,6 +27,11 @@ class JobFields(BaseModel):
     webhook_url: str | None = Field(
         default=None, json_schema_extra={"format": "uri"}, description="Told when the job ends."
     )
+    priority: Literal["interactive", "normal", "batch"] | None = Field(
+        default=None,
+        description="Which images run first. Default: interactive with `wait`, else normal; "
+        "batch for nightly work that may wait for everyone else.",
+    )
     results_ttl: int | None = Field(
         default=None,
         ge=MIN_RESULTS_TTL,
@@ -97,6 +102,15 @@ class JobOut(BaseModel):
     model: str | None
     webhook_url: str | None
     metadata: dict[str, Any] | None
+    priority: Literal["interactive", "normal", "batch"] = Field(
+        description="Which images run first: interactive (a caller waits), normal, batch."
+    )
+    images_ahead: int | None = Field(
+        default=None,
+        description="While the job has images waiting: images that run before its next one "
+        "(those of jobs with a higher priority, and of this account's older jobs of the same "
+        "priority; other accounts of the same priority take turns with it).",
+    )
     item_count: int
     counts: ItemCounts
     progress: float = Field(description="Share of images that have ended, 0 to 1.")

@@ -198,12 +198,14 @@ def tree_rss_mb(root: int) -> float:
 # --- the job -------------------------------------------------------------------------------
 
 
-def multipart_body(first_index: int, count: int) -> tuple[bytes, str]:
+def multipart_body(
+    first_index: int, count: int, fields: dict[str, str] | None = None
+) -> tuple[bytes, str]:
     """A multipart body of ``count`` distinct small PNGs, encoded before the clock starts."""
     boundary = uuid.uuid4().hex
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in (("prompt", PROMPT), ("json_mode", "true"))
+        for name, value in (("prompt", PROMPT), ("json_mode", "true"), *(fields or {}).items())
     ]
     for index in range(first_index, first_index + count):
         parts.append(

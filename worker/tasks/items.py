@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy.exc import OperationalError
 
-from core.broker import TaskName, celery_app
+from core.broker import Queue, TaskName, celery_app
 from worker import item_processing
 from worker.runtime import get_runtime
 
@@ -25,7 +25,13 @@ from worker.runtime import get_runtime
     soft_time_limit=540,
     time_limit=570,
 )
-def process_items(item_ids: list[str]) -> None:
-    """Run a few images of one job through the model (idempotent; see
+def process_items(item_ids: list[str], budget: int = 0, queue: str = Queue.MODEL) -> None:
+    """Run images through the model: these ids, or (a claim token, without ids) up to
+    ``budget`` images of ``queue`` in the fair order (idempotent; see
     worker.item_processing)."""
-    item_processing.process_items(get_runtime(), [uuid.UUID(item_id) for item_id in item_ids])
+    item_processing.process_items(
+        get_runtime(),
+        [uuid.UUID(item_id) for item_id in item_ids],
+        budget=int(budget),
+        queue=Queue(queue),
+    )
