@@ -449,18 +449,8 @@ class JsonObjectReader:
         ended = False
         while pos < len(data) and not ended:
             if self._in_string:
-                if self._escape:
-                    pos += 1
-                    self._escape = False
-                    continue
-                found = _STRING_STOP.search(data, pos)
-                if found is None:
-                    pos = len(data)
-                    break
-                pos = found.end()
-                if data[found.start()] == _BACKSLASH:
-                    self._escape = True
-                else:
+                pos, closed = self._string_end(data, pos)
+                if closed:
                     self._in_string = False
                     ended = self._depth == 0
                 continue
