@@ -9,8 +9,6 @@ router built with it never answers in another API's style.
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -20,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
+from api.problems import log_unexpected
 from api.schemas.dumplingai import DumplingAIError
 from api.schemas.u1 import U1BaseResp, U1ExtractResponse, U1Usage
 from core.errors import ErrorKind, ImageExtractError, InvalidRequest, MissingField, RateLimited
@@ -42,7 +41,6 @@ U1_EXTRA_CODES: dict[ErrorKind, int] = {
     ErrorKind.RATE_LIMITED: 1002,
 }
 DUMPLINGAI_FAILURE_PREFIX = "Failed to extract image data: "
-logger = logging.getLogger(__name__)
 
 Fields = TypeVar("Fields", bound=BaseModel)
 
@@ -153,14 +151,7 @@ class _StyledRoute(APIRoute):
                     ErrorKind.INVALID_REQUEST, describe_validation_error(list(error.errors()))
                 )
             except Exception as error:
-                incident = uuid.uuid4().hex[:12]
-                logger.error(
-                    "unhandled error %s on %s %s", incident, request.method, request.url.path,
-                    exc_info=error,
-                )  # fmt: skip
-                return render(
-                    ErrorKind.INTERNAL_ERROR, f"an unexpected error; it was logged as {incident}"
-                )
+                return render(ErrorKind.INTERNAL_ERROR, log_unexpected(request, error))
 
         return styled
 

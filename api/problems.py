@@ -114,15 +114,19 @@ async def _on_http_error(request: Request, error: Exception) -> Response:
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     """Anything we did not raise on purpose: logged with its traceback, answered in the
     API's shape (Starlette's default is a plain-text 500)."""
+    return styled_response(
+        request.url.path, ErrorKind.INTERNAL_ERROR, log_unexpected(request, error)
+    )
+
+
+def log_unexpected(request: Request, error: Exception) -> str:
+    """Log an error nobody foresaw with its traceback under a fresh incident id; returns
+    what the client is told (the id, not the reason)."""
     incident = uuid.uuid4().hex[:12]
     logger.error(
         "unhandled error %s on %s %s", incident, request.method, request.url.path, exc_info=error
     )
-    return styled_response(
-        request.url.path,
-        ErrorKind.INTERNAL_ERROR,
-        f"an unexpected error; it was logged as {incident}",
-    )
+    return f"an unexpected error; it was logged as {incident}"
 
 
 def install(app: FastAPI) -> None:
