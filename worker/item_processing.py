@@ -159,13 +159,9 @@ def _claim_next(
     runtime: WorkerRuntime, queue: Queue, count: int
 ) -> list[tuple[jobs_repository.ClaimedItem, JobSnapshot]]:
     now = jobs_service.utcnow()
-    started = []
     with unit_of_work(runtime.session_factory) as session:
-        for item in jobs_service.claim_next(session, runtime.settings, queue, count, now):
-            snapshot = _snapshot(runtime, session, item.job_id, now)
-            if snapshot is not None:  # None: the job was purged while the message waited
-                started.append((item, snapshot))
-    return started
+        claimed = jobs_service.claim_next(session, runtime.settings, queue, count, now)
+        return _with_snapshots(runtime, session, claimed, now)
 
 
 def _pass_on(runtime: WorkerRuntime, queue: Queue, budget: int) -> None:
@@ -183,20 +179,30 @@ def _pass_on(runtime: WorkerRuntime, queue: Queue, budget: int) -> None:
 def _claim(
     runtime: WorkerRuntime, item_ids: list[uuid.UUID]
 ) -> list[tuple[jobs_repository.ClaimedItem, JobSnapshot]]:
-    settings = runtime.settings
     now = jobs_service.utcnow()
-    started = []
     with unit_of_work(runtime.session_factory) as session:
-        claimed = jobs_service.claim_with_lease(session, settings, item_ids, now)
+        claimed = jobs_service.claim_with_lease(session, runtime.settings, item_ids, now)
         if len(claimed) < len(item_ids):
             taken = {item.id for item in claimed}
             for item_id in item_ids:
                 if item_id not in taken:
                     _fail_if_out_of_attempts(runtime, session, item_id)
-        for item in claimed:
-            snapshot = _snapshot(runtime, session, item.job_id, now)
-            if snapshot is not None:  # None: the job was purged while the message waited
-                started.append((item, snapshot))
+        return _with_snapshots(runtime, session, claimed, now)
+
+
+def _with_snapshots(
+    runtime: WorkerRuntime,
+    session: Session,
+    claimed: list[jobs_repository.ClaimedItem],
+    now: datetime,
+) -> list[tuple[jobs_repository.ClaimedItem, JobSnapshot]]:
+    """The claimed items with their job's snapshot; an item whose job was purged while its
+    message waited has none and is left out."""
+    started = []
+    for item in claimed:
+        snapshot = _snapshot(runtime, session, item.job_id, now)
+        if snapshot is not None:
+            started.append((item, snapshot))
     return started
 
 
