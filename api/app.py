@@ -11,7 +11,7 @@ from api.routes import account, dumplingai, health, jobs, u1, webhooks
 from core import broker
 from core.rate_limits import create_rate_limiter
 from core.settings import Settings, get_settings
-from core.storage import ImageStore
+from core.storage import open_store
 from db.engine import make_engine, make_session_factory
 
 
@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.imageextract = AppState(
         settings=settings,
         session_factory=make_session_factory(make_engine(settings.resolved_database_url)),
-        store=ImageStore(settings.storage_dir),
+        store=open_store(settings),
         rate_limiter=create_rate_limiter(settings.resolved_rate_limit_url),
     )
     app.add_middleware(RateLimitHeadersMiddleware)

@@ -2,11 +2,14 @@
 
 The body is never held in memory: multipart parts and JSON strings are written to storage
 as they arrive, hashed and sniffed on the way, and every limit is checked as soon as it can
-be broken. On any error the caller discards what was written, so nothing is left behind.
+be broken. An object store gets each image once it is complete, while the request goes on
+(``stored`` waits for them all). On any error the caller discards what was written, so
+nothing is left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -15,8 +18,8 @@ import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
@@ -37,7 +40,7 @@ from core.errors import (
 from core.image_formats import SNIFF_BYTES, SUPPORTED_FORMATS, ImageFormat, sniff
 from core.jobs import StagedImage
 from core.settings import MB, Settings
-from core.storage import ImageStore
+from core.storage import ImageStore, key_for
 
 MAX_URL_CHARS = 4096
 # "data:image/png;base64," and the like, before an image's base64.
@@ -79,11 +82,11 @@ class ImageWriter:
         self.index = index
         self.source_kind = source_kind
         self.name = name
-        self.key = ImageStore.key_for(intake.job_id, index)
+        self.key = key_for(intake.job_id, index)
         self.size = 0
         self.head = b""
         self.digest = hashlib.sha256()
-        self.file: BinaryIO = intake.store.open_for_write(self.key)
+        self.upload = intake.store.open_for_write(self.key)
 
     @property
     def label(self) -> str:
@@ -108,10 +111,19 @@ class ImageWriter:
         if len(self.head) < SNIFF_BYTES:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
         self.digest.update(chunk)
-        self.file.write(chunk)
+        self.upload.write(chunk)
 
     def finish(self) -> StagedImage:
-        self.file.close()
+        """Check the complete image and send it to storage (``JobIntake.stored`` waits)."""
+        try:
+            staged = self._checked()
+        except BaseException:
+            self.upload.abort()
+            raise
+        self.intake.uploads.append(self.upload.finish())
+        return staged
+
+    def _checked(self) -> StagedImage:
         where = f"images[{self.index}]"
         if self.size == 0:
             raise CorruptImage(f"{self.label} is empty (0 bytes)", input=where)
@@ -140,7 +152,7 @@ class ImageWriter:
         )
 
     def abort(self) -> None:
-        self.file.close()
+        self.upload.abort()
 
 
 class Base64Image:
@@ -225,6 +237,7 @@ class JobIntake:
         self.to_identify: list[int] = []
         self.total_bytes = 0
         self._open: ImageWriter | None = None
+        self.uploads: list[Future[None]] = []
 
     def _next_index(self) -> int:
         index = len(self.images)
@@ -262,9 +275,22 @@ class JobIntake:
             StagedImage(index=index, source_kind="url", source_name=name, source_url=url)
         )
 
+    async def stored(self) -> None:
+        """Wait until every image is in storage; the first failure (StorageUnavailable)
+        is raised once all have settled, so discard() finds none still on its way."""
+        failures = []
+        for upload in self.uploads:
+            try:
+                await asyncio.wrap_future(upload)
+            except Exception as error:
+                failures.append(error)
+        if failures:
+            raise failures[0]
+
     def identify_other_formats(self) -> None:
         """Read the header of each image in a format sniff() does not know: its format, and
-        its size against the pixel limit. Blocking (reads files): run it in a thread."""
+        its size against the pixel limit. Blocking (reads storage): run it in a thread,
+        after ``stored``."""
         for index in self.to_identify:
             staged = self.images[index]
             if staged.storage_key is None:  # URLs are fetched and judged by the worker
@@ -272,7 +298,7 @@ class JobIntake:
             self.images[index] = dataclasses.replace(
                 staged,
                 media_type=_identify_other_format(
-                    self.store.path(staged.storage_key),
+                    self.store.open_for_read(staged.storage_key),
                     f"images[{index}]",
                     _label(index, staged.source_name),
                     self.settings,
@@ -281,12 +307,18 @@ class JobIntake:
         self.to_identify.clear()
 
     def discard(self) -> None:
+        """Delete whatever was stored (blocking: run it in a thread)."""
         if self._open is not None:
             self._open.abort()
+        for upload in self.uploads:
+            try:
+                upload.result()
+            except Exception:  # noqa: S112 — failed uploads left nothing to delete
+                continue
         self.store.delete_job(self.job_id)
 
 
-def _identify_other_format(path: Path, where: str, label: str, settings: Settings) -> str:
+def _identify_other_format(file: BinaryIO, where: str, label: str, settings: Settings) -> str:
     """The media type of an image in a format sniff() does not know, from its header alone.
 
     Pillow's open() reads the header and no pixels, so a small file that claims a huge
@@ -296,7 +328,7 @@ def _identify_other_format(path: Path, where: str, label: str, settings: Setting
         with warnings.catch_warnings():
             # Our own pixel check follows; Pillow's guard would only warn.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with file, Image.open(file) as opened:
                 width, height = opened.size
                 name = opened.format or ""
     except Image.DecompressionBombError:

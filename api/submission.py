@@ -220,6 +220,7 @@ async def accept_job(
             check_fields(fields, len(intake.images))
         if kinds is not None:
             check_input_method(kinds, fields.get(input_method_key), input_method_key)
+        await intake.stored()
         if intake.to_identify:
             await run_in_threadpool(intake.identify_other_formats)
         options = to_options(fields)
@@ -240,13 +241,13 @@ async def accept_job(
         request_fingerprint = idempotency.fingerprint(request.url.path, fields, intake.images)
         if isinstance(claimed, idempotency.Replay):
             idempotency.check_replay(claimed, request_fingerprint)
-            intake.discard()
+            await run_in_threadpool(intake.discard)
             return await run_in_threadpool(_load_job, state, claimed.job_id)
         return await run_in_threadpool(
             _submit, state, account, options, intake, claimed, request_fingerprint
         )
     except BaseException:
-        intake.discard()
+        await run_in_threadpool(intake.discard)
         if isinstance(claimed, idempotency.Claim):
             await run_in_threadpool(_release, state, claimed)
         raise

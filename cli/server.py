@@ -21,7 +21,26 @@ from core.settings import get_settings
 @click.option("--port", default=8000, show_default=True, type=int)
 def api(host: str, port: int) -> None:
     """Run the API alone (production: workers run separately)."""
+    require_storage()
     _run_api(host, port, proxy_headers=True)
+
+
+def require_storage() -> str:
+    """Exit with the reason when image storage does not answer (a store that is down, a
+    missing bucket, wrong credentials): better now than on the first upload."""
+    from core.errors import StorageUnavailable
+    from core.storage import open_store
+
+    try:
+        store = open_store(get_settings())
+        try:
+            store.check()
+        finally:
+            store.close()
+    except (StorageUnavailable, ValueError) as error:
+        click.echo(f"error: {getattr(error, 'message', error)}", err=True)
+        sys.exit(1)
+    return store.description
 
 
 def _run_api(host: str, port: int, **options: Any) -> None:
@@ -52,12 +71,13 @@ def serve(host: str, port: int) -> None:
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    storage = require_storage()
     db_migrate.upgrade(settings.resolved_database_url)
     key = first_run.ensure_local_account(session_factory(settings))
     sample = first_run.write_sample_receipt(settings.data_dir / "sample-receipt.png")
     base_url = f"http://{host}:{port}"
-    click.echo(f"imageextract on {base_url}  (data: {settings.data_dir}, model: "
-               f"{settings.model_provider})")  # fmt: skip
+    click.echo(f"imageextract on {base_url}  (data: {settings.data_dir}, images: {storage}, "
+               f"model: {settings.model_provider})")  # fmt: skip
     if key is not None:
         click.echo("\nYour API key, shown once (make more: imageextract keys create local):")
         click.echo(f"  {key}\n\nTry it:\n  {first_run.curl_example(base_url, key, sample)}\n")

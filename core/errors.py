@@ -42,6 +42,9 @@ class ErrorKind(enum.Enum):
         "invalid_model_output", 502, 261999, True, "Model returned invalid output"
     )
     INTERNAL_ERROR = KindSpec("internal_error", 500, 261999, True, "Internal error")
+    STORAGE_UNAVAILABLE = KindSpec(
+        "storage_unavailable", 503, 261999, True, "Image storage unavailable"
+    )
     UNAUTHORIZED = KindSpec("unauthorized", 401, None, False, "Bad or missing API key")
     INSUFFICIENT_CREDITS = KindSpec("insufficient_credits", 402, None, False, "Not enough credits")
     NOT_FOUND = KindSpec("not_found", 404, None, False, "Not found")
@@ -133,6 +136,15 @@ class InvalidModelOutput(ImageExtractError):
 
 class InternalError(ImageExtractError):
     kind = ErrorKind.INTERNAL_ERROR
+
+
+class StorageUnavailable(ImageExtractError):
+    """The image store cannot be reached or refuses us (down, no bucket, bad credentials).
+
+    A request gets 503 and nothing is kept; a worker puts the image back in the queue.
+    """
+
+    kind = ErrorKind.STORAGE_UNAVAILABLE
 
 
 class Unauthorized(ImageExtractError):

@@ -168,6 +168,9 @@ class ItemOutcome:
     model_ms: int | None = None
     error_code: str | None = None
     error_message: str | None = None
+    # The image could not be read because image storage is unavailable: the item goes back
+    # to the queue, this attempt not counted, rather than ending.
+    requeue: bool = False
     # When the attempt ended; outcomes are written a moment later, several at once.
     finished_at: datetime = field(default_factory=utcnow)
 
@@ -201,6 +204,17 @@ def record_abandoned_item(
         return False
     fan_in_outcomes(session, job_id, [outcome])
     return True
+
+
+def release_attempts(
+    session: Session, attempts: Sequence[tuple[uuid.UUID, int, ItemOutcome]]
+) -> list[uuid.UUID]:
+    """Put running attempts back in the queue, uncounted, with the reason on the item (its
+    image could not be read: storage is down). Returns the items put back."""
+    return jobs_repository.release_attempts(
+        session,
+        [(item_id, attempt, outcome.error_message or "") for item_id, attempt, outcome in attempts],
+    )
 
 
 def record_attempt_outcomes(
@@ -424,10 +438,11 @@ def retry_failed_items(session: Session, store: ImageStore, job: Job) -> int:
         raise Gone(f"job {job.id} was purged; its images are gone", input="job_id")
     if job.finished_at is None:
         raise Conflict(f"job {job.id} is still {job.status}; retry once it ends", input="job_id")
+    stored = store.job_files(job.id)
     candidates = [
         item
         for item in jobs_repository.retryable_failed_items(session, job.id, RETRYABLE_CODES)
-        if item.source_url or (item.storage_key and store.path(item.storage_key).exists())
+        if item.source_url or (item.storage_key and item.storage_key in stored)
     ]
     if not candidates:
         raise Conflict(

@@ -32,6 +32,25 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
 
+    # Where the temporary images live: file:///path (default: <data dir>/images, which every
+    # API and worker process must reach) or s3://bucket/prefix on any S3-compatible store.
+    storage_url: str | None = None
+    # For s3:// storage; each unset one falls back to the usual AWS_* variable
+    # (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # Requests to https://bucket.host/key instead of https://host/bucket/key (path style,
+    # which MinIO, Ceph, Garage and R2 take; AWS takes both).
+    s3_virtual_hosted_style: bool = False
+    # Per request to the store, and how often one is tried again (with backoff) before the
+    # image's upload or read fails as storage_unavailable.
+    storage_timeout: timedelta = timedelta(seconds=30)
+    storage_max_retries: int = Field(default=3, ge=0)
+    # Uploads to an object store in flight per API process (the request goes on reading).
+    storage_upload_concurrency: int = Field(default=16, ge=1)
+
     model_provider: ProviderName = "local"
     openai_base_url: AnyHttpUrl = AnyHttpUrl("https://api.openai.com/v1")
     openai_api_key: SecretStr | None = None

@@ -658,6 +658,32 @@ def retryable_failed_items(
     )
 
 
+def release_attempts(
+    session: Session, attempts: Sequence[tuple[uuid.UUID, int, str]]
+) -> list[uuid.UUID]:
+    """Running attempts back to queued, their attempt uncounted, with the reason kept as
+    its error (internal_error) until the item ends. Only the current attempt's holder can
+    do this."""
+    released = []
+    for item_id, attempt, reason in attempts:
+        found = session.execute(
+            update(JobItem)
+            .where(
+                JobItem.id == item_id,
+                JobItem.status == ItemStatus.RUNNING,
+                JobItem.attempts == attempt,
+            )
+            .values(
+                status=ItemStatus.QUEUED, attempts=JobItem.attempts - 1, lease_expires_at=None,
+                error_code="internal_error", error_message=reason,
+            )
+            .returning(JobItem.id)
+        ).scalar_one_or_none()  # fmt: skip
+        if found is not None:
+            released.append(found)
+    return released
+
+
 def requeue_items(session: Session, item_ids: Sequence[uuid.UUID]) -> None:
     session.execute(
         update(JobItem)

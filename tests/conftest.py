@@ -2,6 +2,9 @@
 and the API on a real HTTP port. Started once per run, only for the tests that ask for it
 (``tests/unit`` asks for none of it, or for the fake model alone); every test gets clean
 tables. Tests are marked by their tier's folder: ``unit``, ``e2e``, ``faults``.
+
+The stack runs twice: with images on the filesystem (``[file]``) and in an S3 server
+(``[s3]``, moto's), so every end-to-end test holds on both stores.
 """
 
 from __future__ import annotations
@@ -36,14 +39,24 @@ class Stack:
     data_dir: Path
     model_url: str
     env: dict[str, str]
+    # The S3 server the images go to; None: they go to data_dir/images.
+    s3: stack.S3Server | None = None
 
     def stored_files(self) -> list[str]:
-        """Temporary images left in storage (workers may be deleting some meanwhile)."""
+        """Temporary images left in storage (workers may be deleting some meanwhile), as
+        ``<job id>/<index>``, seen directly (the folder, or the bucket through boto3)."""
+        if self.s3 is not None:
+            return [key.removeprefix("images/") for key in self.s3.keys("images/")]
         root = self.data_dir / "images"
         found: list[str] = []
         for directory, _dirs, names in os.walk(root):  # skips folders that vanish
             found.extend(str(Path(directory, name).relative_to(root)) for name in names)
         return sorted(found)
+
+    def clear_storage(self) -> None:
+        if self.s3 is not None:
+            self.s3.empty()
+        shutil.rmtree(self.data_dir / "images", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -64,40 +77,65 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         model.wait(10)
 
 
+@dataclass
+class Servers:
+    database_url: str
+    broker_url: str
+    s3: stack.S3Server
+    work: Path
+
+
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory, model_server: str) -> Iterator[Stack]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """Postgres (migrated), Redis and the S3 server, shared by both stores' stacks."""
     work = tmp_path_factory.mktemp("stack")
-    with stack.postgres() as database_url, stack.redis(work / "redis") as broker_url:
-        data_dir = work / "data"
-        env = {
-            "IMAGEEXTRACT_DATABASE_URL": database_url,
-            "IMAGEEXTRACT_BROKER_URL": broker_url,
-            "IMAGEEXTRACT_DATA_DIR": str(data_dir),
-            "IMAGEEXTRACT_MODEL_PROVIDER": "openai",
-            "IMAGEEXTRACT_OPENAI_BASE_URL": f"{model_server}/v1",
-            "IMAGEEXTRACT_OPENAI_API_KEY": "sk-test",
-            "IMAGEEXTRACT_OPENAI_MODEL": "fake-vision",
-            "IMAGEEXTRACT_MODEL_TIMEOUT": "PT2S",
-            "IMAGEEXTRACT_MODEL_MAX_RETRIES": "2",
-            "IMAGEEXTRACT_MODEL_RETRY_BASE": "PT0.05S",
-            "IMAGEEXTRACT_MODEL_RETRY_MAX": "PT1S",
-            "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
-            "IMAGEEXTRACT_METRICS_TOKEN": METRICS_TOKEN,
-            # Webhook retries seconds apart instead of hours, run by a fast beat.
-            "IMAGEEXTRACT_WEBHOOK_DISPATCH_INTERVAL": "PT0.5S",
-            "IMAGEEXTRACT_WEBHOOK_RETRY_SCHEDULE": '["PT0S", "PT0.5S", "PT1S", "PT2S", "PT2S"]',
-        }
-        os.environ.update(env)
+    with (
+        stack.postgres() as database_url,
+        stack.redis(work / "redis") as broker_url,
+        stack.s3(work / "s3") as s3,
+    ):
         from db import migrate
 
         migrate.upgrade(database_url)
-        yield Stack(
-            database_url=database_url,
-            broker_url=broker_url,
-            data_dir=data_dir,
-            model_url=model_server,
-            env=env,
-        )
+        yield Servers(database_url=database_url, broker_url=broker_url, s3=s3, work=work)
+
+
+@pytest.fixture(scope="session", params=["file", "s3"])
+def services(request: pytest.FixtureRequest, servers: Servers, model_server: str) -> Stack:
+    """The stack's settings, with images in a folder (``file``) or the S3 server (``s3``)."""
+    s3 = servers.s3 if request.param == "s3" else None
+    database_url, broker_url = servers.database_url, servers.broker_url
+    data_dir = servers.work / f"data-{request.param}"
+    env = {
+        "IMAGEEXTRACT_DATABASE_URL": database_url,
+        "IMAGEEXTRACT_BROKER_URL": broker_url,
+        "IMAGEEXTRACT_DATA_DIR": str(data_dir),
+        "IMAGEEXTRACT_MODEL_PROVIDER": "openai",
+        "IMAGEEXTRACT_OPENAI_BASE_URL": f"{model_server}/v1",
+        "IMAGEEXTRACT_OPENAI_API_KEY": "sk-test",
+        "IMAGEEXTRACT_OPENAI_MODEL": "fake-vision",
+        "IMAGEEXTRACT_MODEL_TIMEOUT": "PT2S",
+        "IMAGEEXTRACT_MODEL_MAX_RETRIES": "2",
+        "IMAGEEXTRACT_MODEL_RETRY_BASE": "PT0.05S",
+        "IMAGEEXTRACT_MODEL_RETRY_MAX": "PT1S",
+        "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
+        "IMAGEEXTRACT_METRICS_TOKEN": METRICS_TOKEN,
+        # Webhook retries seconds apart instead of hours, run by a fast beat.
+        "IMAGEEXTRACT_WEBHOOK_DISPATCH_INTERVAL": "PT0.5S",
+        "IMAGEEXTRACT_WEBHOOK_RETRY_SCHEDULE": '["PT0S", "PT0.5S", "PT1S", "PT2S", "PT2S"]',
+        **(s3.env() if s3 is not None else {}),
+    }
+    for name in [name for name in os.environ if name.startswith("IMAGEEXTRACT_")]:
+        del os.environ[name]  # the other store's stack set some
+    os.environ.update(env)
+    return Stack(
+        database_url=database_url,
+        broker_url=broker_url,
+        data_dir=data_dir,
+        model_url=model_server,
+        env=env,
+        s3=s3,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -184,7 +222,7 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
             session.commit()
         # Jobs a test left running lose their rows above; their files must not leak into
         # the next test's "nothing left in storage" checks.
-        shutil.rmtree(services.data_dir / "images", ignore_errors=True)
+        services.clear_storage()
     # Model calls still in flight for those jobs would count in the next test's stats;
     # calls a test held at the fake model's door go through now.
     httpx.post(f"{model_url}/_control", json={"hold": 0}, timeout=5)

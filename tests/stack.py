@@ -1,4 +1,4 @@
-"""Start real Postgres and Redis servers on loopback ports of their own.
+"""Start real Postgres, Redis and S3 servers on loopback ports of their own.
 
 Used by the test suite and by the benchmark. Postgres refuses to run as root, so when
 we are root the cluster belongs to the ``postgres`` user and is started through runuser.
@@ -14,10 +14,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ _restarts: dict[str, Callable[[], None]] = {}
 
 
 def restart(url: str) -> None:
-    """Restart the Postgres or Redis server behind ``url`` on the same port."""
+    """Restart the Postgres, Redis or S3 server behind ``url`` on the same port."""
     _restarts[url]()
 
 
@@ -170,6 +172,78 @@ def redis(workdir: Path) -> Iterator[str]:
         _restarts.pop(url, None)
         procs[-1].terminate()
         procs[-1].wait(10)
+
+
+# The S3 server's credentials: moto takes any; these are what the tests configure.
+S3_ACCESS_KEY = "test-access-key"
+S3_SECRET_KEY = "test-secret-key"  # noqa: S105 — a loopback test server's
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+
+    def client(self) -> Any:
+        """A boto3 client of this server, to look into the bucket independently of us."""
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY,
+        )  # fmt: skip
+
+    def keys(self, prefix: str = "") -> list[str]:
+        found: list[str] = []
+        pages = self.client().get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
+            found.extend(item["Key"] for item in page.get("Contents", []))
+        return sorted(found)
+
+    def empty(self) -> None:
+        client = self.client()
+        keys = self.keys()
+        for start in range(0, len(keys), 1000):
+            objects = [{"Key": key} for key in keys[start : start + 1000]]
+            client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
+
+    def env(self, prefix: str = "images") -> dict[str, str]:
+        """What the API and workers need to keep their images here."""
+        return {
+            "IMAGEEXTRACT_STORAGE_URL": f"s3://{self.bucket}/{prefix}",
+            "IMAGEEXTRACT_S3_ENDPOINT_URL": self.endpoint,
+            "IMAGEEXTRACT_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "IMAGEEXTRACT_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "IMAGEEXTRACT_STORAGE_TIMEOUT": "PT5S",
+        }
+
+
+@contextlib.contextmanager
+def s3(workdir: Path, bucket: str = "imageextract") -> Iterator[S3Server]:
+    """moto's S3 server (tests/s3_server.py) with ``bucket`` created; objects survive a
+    restart through a state file, as they would on MinIO's disk."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(Path(__file__).with_name("s3_server.py")), "--port", str(port),
+               "--state", str(workdir / "s3-state.json"), "--bucket", bucket]  # fmt: skip
+    log = workdir / "s3.log"
+    procs = [subprocess.Popen(command, stdout=log.open("a"), stderr=subprocess.STDOUT)]
+    server = S3Server(endpoint=f"http://127.0.0.1:{port}", bucket=bucket)
+
+    def restart() -> None:
+        procs[-1].terminate()
+        procs[-1].wait(30)
+        procs.append(subprocess.Popen(command, stdout=log.open("a"), stderr=subprocess.STDOUT))
+        wait_for_port(port)
+
+    _restarts[server.endpoint] = restart
+    try:
+        wait_for_port(port)
+        yield server
+    finally:
+        _restarts.pop(server.endpoint, None)
+        procs[-1].terminate()
+        procs[-1].wait(30)
 
 
 @contextlib.contextmanager

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from core.broker import celery_app
+from core.errors import StorageUnavailable
+from core.settings import get_settings
+from core.storage import open_store
 from worker import runtime
 from worker.consumer_watchdog import ConsumerWatchdog
 from worker.tasks import items, jobs, maintenance, webhooks
@@ -18,6 +21,24 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 # A worker that cannot consume exits for its supervisor to restart it (see the module).
 app.steps["consumer"].add(ConsumerWatchdog)
 __all__ = ["app", "items", "jobs", "maintenance", "webhooks"]
+
+
+log = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def _say_whether_storage_answers(**_kwargs: Any) -> None:
+    """A store that is down, a missing bucket or wrong credentials, said at start. The
+    worker keeps running: its images wait in the queue until the store answers."""
+    store = open_store(get_settings())
+    try:
+        store.check()
+    except StorageUnavailable as error:
+        log.error("%s. Images wait in the queue until it answers.", error.message)
+    else:
+        log.info("image storage %s answers", store.description)
+    finally:
+        store.close()
 
 
 @worker_process_init.connect

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from core import broker
 from core import jobs as jobs_service
 from core.broker import Queue, TaskName
-from core.errors import ImageExtractError, InvalidModelOutput
+from core.errors import ImageExtractError, InvalidModelOutput, StorageUnavailable
 from core.json_output import parse_json_output
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
@@ -49,6 +49,8 @@ GATHER_WAIT = 0.02
 TOKEN_STRETCH = 4
 # A token that could claim nothing while images wait passes its budget on after this long.
 PASS_ON_DELAY = 0.5
+# Images that could not be read (storage down) are claimed again after this long.
+STORAGE_RETRY_DELAY = 2.0
 # Writing outcomes through a database restart: tries, and the first pause (doubling).
 WRITE_TRIES = 6
 WRITE_PAUSE = 0.5
@@ -129,7 +131,7 @@ def process_items(
         _collect(batch, block=not batch.pending or claim_error is not None)
         all_in = not batch.running and (not batch.pending or claim_error is not None)
         if batch.ready and (all_in or time.monotonic() - batch.ready_since >= WRITE_EVERY):
-            _write(runtime, batch.ready)
+            _write(runtime, batch.ready, queue)
             batch.ready = []
     if claim_error is not None:
         raise claim_error
@@ -239,15 +241,22 @@ def _run_and_report(
     done.put((claimed, _run_model(runtime, claimed, snapshot, f"images[{claimed.index}]")))
 
 
-def _write(runtime: WorkerRuntime, ready: list[Done]) -> None:
+def _write(runtime: WorkerRuntime, ready: list[Done], queue: Queue) -> None:
     """Store the outcomes, job by job, then delete the files that are no longer needed.
 
-    A database that is restarting gets a few tries; if it stays away, the items stay
-    running and run again once their lease runs out.
+    Images that could not be read because storage is down go back to the queue instead,
+    and a token to claim them again follows a moment later. A database that is restarting
+    gets a few tries; if it stays away, the items stay running and run again once their
+    lease runs out.
     """
     by_job: dict[uuid.UUID, list[tuple[uuid.UUID, int, jobs_service.ItemOutcome]]] = {}
+    back = []
     for claimed, outcome in ready:
-        by_job.setdefault(claimed.job_id, []).append((claimed.id, claimed.attempts, outcome))
+        ended = (claimed.id, claimed.attempts, outcome)
+        if outcome.requeue:
+            back.append(ended)
+        else:
+            by_job.setdefault(claimed.job_id, []).append(ended)
     pause = WRITE_PAUSE
     for attempt in range(1, WRITE_TRIES + 1):
         try:
@@ -257,6 +266,7 @@ def _write(runtime: WorkerRuntime, ready: list[Done]) -> None:
                 # in one order everywhere, or two writers could wait on each other.
                 for job_id in sorted(by_job):
                     written |= jobs_service.record_attempt_outcomes(session, job_id, by_job[job_id])
+                released = jobs_service.release_attempts(session, back) if back else []
             break
         except OperationalError:
             if attempt == WRITE_TRIES:
@@ -268,9 +278,17 @@ def _write(runtime: WorkerRuntime, ready: list[Done]) -> None:
             log.warning("storing %d outcomes failed; trying again", len(ready), exc_info=True)
             time.sleep(pause)
             pause *= 2
-    for claimed, outcome in ready:
-        if claimed.id in written and claimed.storage_key and not jobs_service.keeps_file(outcome):
-            runtime.store.delete(claimed.storage_key)
+    if released:
+        broker.send(
+            TaskName.PROCESS_ITEMS, [], len(released), str(queue), queue=queue,
+            countdown=STORAGE_RETRY_DELAY,
+        )  # fmt: skip
+    done_with = [
+        claimed.storage_key
+        for claimed, outcome in ready
+        if claimed.id in written and claimed.storage_key and not jobs_service.keeps_file(outcome)
+    ]
+    runtime.store.delete_many(done_with)
 
 
 def _run_model(
@@ -285,6 +303,14 @@ def _run_model(
                 raise ImageExtractError(
                     f"{name}: its temporary file is gone", input=name
                 ) from error
+            except StorageUnavailable as error:
+                log.warning("item %s waits for image storage: %s", claimed.id, error.message)
+                return jobs_service.ItemOutcome(
+                    succeeded=False,
+                    error_code="internal_error",
+                    error_message=f"{name}: {error.message}; it runs again once storage answers",
+                    requeue=True,
+                )
         else:
             data = fetch_image(
                 runtime.fetch_client,

@@ -11,8 +11,6 @@ Every step only publishes messages that are safe to run twice.
 from __future__ import annotations
 
 import logging
-import os
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +18,7 @@ from datetime import timedelta
 from core import broker
 from core import jobs as jobs_service
 from core.broker import Queue, TaskName
+from core.errors import StorageUnavailable
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from worker.runtime import WorkerRuntime
@@ -82,10 +81,12 @@ def finalize_stuck_jobs(runtime: WorkerRuntime) -> int:
 def delete_orphan_files(runtime: WorkerRuntime, *, older_than: timedelta = ORPHAN_FILE_AGE) -> int:
     """Delete stored files that no item needs: not queued or running, and not a recent
     retryable failure kept for /retry."""
-    deleted = 0
-    for job_id in runtime.store.job_ids():
-        deleted += delete_unneeded_files(runtime, job_id, older_than=older_than)
-    return deleted
+    try:
+        job_ids = runtime.store.job_ids()
+    except StorageUnavailable as error:
+        log.warning("orphan sweep skipped: %s", error.message)
+        return 0
+    return sum(delete_unneeded_files(runtime, job_id, older_than=older_than) for job_id in job_ids)
 
 
 def delete_unneeded_files(
@@ -96,15 +97,13 @@ def delete_unneeded_files(
     Run when a job ends, it catches files whose worker died between recording the outcome
     and deleting the file.
     """
-    cutoff = time.time() - older_than.total_seconds() if older_than is not None else None
-    folder = runtime.store.root / str(job_id)
-    files = []
-    try:  # workers delete files (and the emptied folder) all the while
-        for entry in os.scandir(folder):
-            if entry.is_file() and (cutoff is None or entry.stat().st_mtime < cutoff):
-                files.append(entry.name)
-    except FileNotFoundError:
-        pass
+    cutoff = jobs_service.utcnow() - older_than if older_than is not None else None
+    try:
+        stored = runtime.store.job_files(job_id)
+    except StorageUnavailable as error:
+        log.warning("files of job %s not swept: %s", job_id, error.message)
+        return 0
+    files = [key for key, written in stored.items() if cutoff is None or written < cutoff]
     if not files:
         return 0
     kept_since = jobs_service.utcnow() - runtime.settings.failed_image_retention
@@ -113,13 +112,9 @@ def delete_unneeded_files(
         needed |= jobs_repository.kept_failed_keys(
             session, [job_id], jobs_service.RETRYABLE_CODES, kept_since
         )
-    deleted = 0
-    for name in files:
-        key = f"{job_id}/{name}"
-        if key not in needed:
-            runtime.store.delete(key)
-            deleted += 1
-    return deleted
+    unneeded = [key for key in files if key not in needed]
+    runtime.store.delete_many(unneeded)
+    return len(unneeded)
 
 
 def purge_expired_results(runtime: WorkerRuntime) -> int:

@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings, get_settings
-from core.storage import ImageStore
+from core.storage import ImageStore, open_store
 from db.engine import make_engine, make_session_factory
 from extraction.contract import Provider
 from extraction.providers.registry import create_provider
@@ -40,6 +40,7 @@ class WorkerRuntime:
 
     def close(self) -> None:
         self.model_pool.close()
+        self.store.close()
         for provider in self._providers.values():
             provider.close()
         self.fetch_client.close()
@@ -51,7 +52,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
     return WorkerRuntime(
         settings=settings,
         session_factory=make_session_factory(engine),
-        store=ImageStore(settings.storage_dir),
+        store=open_store(settings),
         fetch_client=httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False),
         model_pool=ModelPool(settings.model_concurrency),
     )

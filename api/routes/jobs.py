@@ -302,8 +302,7 @@ def cancel_job(
         jobs_service.purge_job(session, state.settings, job)
         background.add_task(state.store.delete_job, job.id)
     else:
-        for key in jobs_service.cancel_job(session, job):
-            background.add_task(state.store.delete, key)
+        background.add_task(state.store.delete_many, jobs_service.cancel_job(session, job))
     return job_out(request, job, jobs_repository.count_items_by_status(session, job.id))
 
 

@@ -42,17 +42,22 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 @contextlib.contextmanager
-def api_process(credits: int = 100_000) -> Iterator[ApiProcess]:
+def api_process(credits: int = 100_000, storage: str = "file") -> Iterator[ApiProcess]:
     """Postgres, Redis and `imageextract api` (the server every deployment runs), with an
-    account holding ``credits`` and its key."""
+    account holding ``credits`` and its key; images in a folder, or (``storage="s3"``) in
+    an S3 server of its own."""
     work = Path(tempfile.mkdtemp(prefix="imageextract-bench-"))
-    with stack.postgres() as database_url, stack.redis(work / "redis") as broker_url:
+    with contextlib.ExitStack() as servers:
+        database_url = servers.enter_context(stack.postgres())
+        broker_url = servers.enter_context(stack.redis(work / "redis"))
+        s3 = servers.enter_context(stack.s3(work / "s3")) if storage == "s3" else None
         env = {
             **os.environ,
             "IMAGEEXTRACT_DATABASE_URL": database_url,
             "IMAGEEXTRACT_BROKER_URL": broker_url,
             "IMAGEEXTRACT_DATA_DIR": str(work / "data"),
             "IMAGEEXTRACT_MODEL_PROVIDER": "openai",
+            **(s3.env() if s3 is not None else {}),
         }
 
         def cli(*args: str) -> str:

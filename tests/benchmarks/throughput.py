@@ -1,13 +1,15 @@
 """Throughput of a 3000-image job against the limit Little's law allows, with a naive baseline.
 
     python -m tests.benchmarks.throughput [--images 3000] [--latency 1.0] [--concurrency 64]
-        [--workers 2] [--baseline-images 200] [--no-baseline] [--markdown]
+        [--workers 2] [--baseline-images 200] [--no-baseline] [--storage file|s3] [--markdown]
 
 Starts the real stack on loopback (Postgres with pg_stat_statements, Redis, the fake
 OpenAI-compatible model with the given latency, the API under uvicorn, and ``--workers``
 Celery worker processes with the threads pool, ``concurrency / workers`` threads each),
 warms it with a small job, then submits one multipart job of small distinct PNGs and
-reports the figures below. The naive baseline follows on the same stack and model: the
+reports the figures below. With ``--storage s3`` the images go through an S3 server
+(moto's, tests/s3_server.py) instead of a folder; the run checks that the bucket is empty
+at the end. The naive baseline follows on the same stack and model: the
 threads workers stop and one worker with the prefork pool and ``concurrency = cores``
 runs ``--baseline-images`` images (fewer: at 1 s latency 3000 images would take 25
 minutes; images/s is the comparable figure).
@@ -294,6 +296,7 @@ class Bench:
             "host": url.host, "port": url.port, "dbname": url.database,
         }  # fmt: skip
         model_port = stack.free_port()
+        self.s3 = exits.enter_context(stack.s3(work / "s3")) if args.storage == "s3" else None
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEEXTRACT_")}
         self.env = {
             **inherited,
@@ -305,6 +308,7 @@ class Bench:
             "IMAGEEXTRACT_OPENAI_API_KEY": "sk-benchmark",
             "IMAGEEXTRACT_OPENAI_MODEL": "fake-vision",
             "IMAGEEXTRACT_MAX_IMAGES_PER_JOB": str(max(3000, args.images)),
+            **(self.s3.env() if self.s3 is not None else {}),
         }
         self.model_url = f"http://127.0.0.1:{model_port}"
         self.model = self.start(
@@ -671,6 +675,11 @@ def run(args: argparse.Namespace, work: Path) -> tuple[RunResult, RunResult | No
         workers = bench.start_workers("threads", threads, "io")
         label = f"ours: {args.workers} x threads, {args.concurrency} in flight"
         ours = bench.run_job(label, workers, args.images, limit, basis, args.concurrency)
+        if bench.s3 is not None:
+            left = bench.s3.keys()
+            log(f"objects left in the bucket after the job: {len(left)}")
+            if left:
+                raise RuntimeError(f"{len(left)} images left in the bucket, e.g. {left[:3]}")
         if not args.latency:
             ours = with_cpu_limit(ours)
         for worker in workers:
@@ -698,6 +707,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="threads worker processes")
     parser.add_argument("--baseline-images", type=int, default=200)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--storage", choices=["file", "s3"], default="file")
     parser.add_argument(
         "--markdown", action="store_true",
         help="print a section for docs/benchmarks.md: command, machine, table, statements",

@@ -1,6 +1,7 @@
 """Fault injection on the real stack: a 500-image job in flight while a worker is
-SIGKILLed, Redis or Postgres restarts, or the model misbehaves. After each, every image has
-ended exactly once, none succeeded twice, the credits balance and no file is left over.
+SIGKILLed, Redis, Postgres or the S3 server restarts, or the model misbehaves. After each,
+every image has ended exactly once, none succeeded twice, the credits balance and no file
+is left over.
 
 These tests own their stack (Postgres, Redis, two worker processes, beat, the API and the
 fake model), so restarting a server does not disturb the rest of the suite. The workers run
@@ -10,6 +11,7 @@ production.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -48,6 +50,15 @@ class FaultStack:
     supervisor: Supervisor
     logs: Path = Path()
     restarts_recorded: int = 0
+    # The S3 server holding the images; None: they are in data_dir/images.
+    s3: stack.S3Server | None = None
+
+    def stored_files(self, job_id: str) -> set[str]:
+        """The job's images in storage, as ``<job id>/<index>``."""
+        if self.s3 is not None:
+            return {key.removeprefix("images/") for key in self.s3.keys(f"images/{job_id}/")}
+        root = self.data_dir / "images"
+        return {str(p.relative_to(root)) for p in (root / job_id).glob("*") if p.is_file()}
 
     def start_worker(self, name: str) -> None:
         command = [
@@ -85,9 +96,14 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def faults_stack() -> Iterator[FaultStack]:
+def faults_stack(request: pytest.FixtureRequest) -> Iterator[FaultStack]:
+    """The stack, with its images in a folder or (``indirect`` param ``"s3"``) an S3 server."""
     work = Path(tempfile.mkdtemp(prefix="imageextract-faults-"))
-    with stack.postgres() as database_url, stack.redis(work / "redis") as broker_url:
+    store = getattr(request, "param", "file")
+    with contextlib.ExitStack() as servers:
+        database_url = servers.enter_context(stack.postgres())
+        broker_url = servers.enter_context(stack.redis(work / "redis"))
+        s3 = servers.enter_context(stack.s3(work / "s3")) if store == "s3" else None
         model_port, api_port = stack.free_port(), stack.free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("IMAGEEXTRACT_")},
@@ -106,6 +122,7 @@ def faults_stack() -> Iterator[FaultStack]:
             "IMAGEEXTRACT_LOST_MESSAGE_GRACE": "PT3S",
             # A worker whose consumer cannot get back to Redis exits, and is restarted.
             "IMAGEEXTRACT_CONSUMER_STALL_TIMEOUT": "PT10S",
+            **(s3.env() if s3 is not None else {}),
         }
         processes: list[subprocess.Popen[bytes]] = []
         logs = work / "logs"
@@ -145,7 +162,7 @@ def faults_stack() -> Iterator[FaultStack]:
             faults = FaultStack(
                 database_url=database_url, broker_url=broker_url, data_dir=work / "data",
                 model_url=f"http://127.0.0.1:{model_port}", env=env, client=client,
-                supervisor=supervisor, logs=logs,
+                supervisor=supervisor, logs=logs, s3=s3,
             )  # fmt: skip
             faults.start_worker("w1")
             faults.start_worker("w2")
@@ -234,10 +251,9 @@ def _check_and_record(faults: FaultStack, job_id: str, fault: str, injected: int
     # Only images that failed for a passing reason keep their file (for /retry). The rest
     # go as their items end, or when the job ends (a worker killed between recording an
     # outcome and deleting the file), just after the job's final status is committed.
-    root = faults.data_dir / "images"
     deadline = time.monotonic() + 15
     while True:
-        left = {str(p.relative_to(root)) for p in (root / job_id).glob("*") if p.is_file()}
+        left = faults.stored_files(job_id)
         if left <= kept or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -304,3 +320,21 @@ def test_restart_of_redis(faults_stack: FaultStack) -> None:
     _wait_for_progress(faults, job_id, 100)
     stack.restart(faults.broker_url)
     _check_and_record(faults, job_id, "restart of Redis (queued messages lost)", 1)
+
+
+@pytest.mark.parametrize("faults_stack", ["s3"], indirect=True)
+def test_restart_of_the_s3_server(faults_stack: FaultStack) -> None:
+    """Images that cannot be read while the store is away go back to the queue and run
+    once it answers: none fails for it, and the bucket is empty at the end."""
+    faults = faults_stack
+    assert faults.s3 is not None
+    faults.model(latency=0.2)
+    job_id = _submit(faults)
+    _wait_for_progress(faults, job_id, 100)
+    stack.restart(faults.s3.endpoint)
+    _check_and_record(faults, job_id, "restart of the S3 server", 1)
+    assert faults.client.get(f"/v1/jobs/{job_id}").json()["counts"]["succeeded"] == IMAGES
+    deadline = time.monotonic() + 15
+    while faults.s3.keys() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert faults.s3.keys() == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +23,12 @@ def runtime(settings: Any) -> Iterator[Any]:
     built = build_runtime(settings)
     yield built
     built.close()
+
+
+def _put(store: Any, key: str, data: bytes) -> None:
+    upload = store.open_for_write(key)
+    upload.write(data)
+    upload.finish().result()
 
 
 def _submit(caller: Caller, count: int, **data: str) -> str:
@@ -138,14 +143,12 @@ def test_sweep_deletes_old_orphan_files_and_keeps_new_ones(
 ) -> None:
     from worker import maintenance
 
-    store = runtime.store
     old_key, new_key = f"{uuid.uuid4()}/00000", f"{uuid.uuid4()}/00000"
-    for key in (old_key, new_key):
-        with store.open_for_write(key) as handle:
-            handle.write(b"leftover")
-    two_hours_ago = time.time() - 7200
-    os.utime(store.path(old_key), (two_hours_ago, two_hours_ago))
-    assert maintenance.sweep(runtime).files_deleted == 1
+    _put(runtime.store, old_key, b"leftover")
+    # Object stores keep the time of writing to the second: the old one is 2 s older.
+    time.sleep(2.1)
+    _put(runtime.store, new_key, b"leftover")
+    assert maintenance.sweep(runtime, orphan_age=timedelta(seconds=1.5)).files_deleted == 1
     assert services.stored_files() == [new_key]
 
 
@@ -160,8 +163,7 @@ def test_an_item_whose_worker_vanished_runs_again_after_its_lease(
     # Make it look as if a worker took the item and died: running, lease run out, and its
     # image still in storage.
     expired = jobs_service.utcnow() - timedelta(seconds=1)
-    with runtime.store.open_for_write(f"{job_id}/00000") as handle:
-        handle.write(png_for(0))
+    _put(runtime.store, f"{job_id}/00000", png_for(0))
     with session_factory() as session:
         session.execute(
             update(JobItem)
@@ -195,8 +197,7 @@ def test_files_left_by_a_worker_that_died_after_recording_go_when_the_job_ends(
     wait_for_job(caller.client, job_id)
     # As if a worker recorded the second image's success and was killed before deleting
     # its file: the job is complete but not finalized, and the file is still there.
-    with runtime.store.open_for_write(f"{job_id}/00001") as handle:
-        handle.write(png_for(1))
+    _put(runtime.store, f"{job_id}/00001", png_for(1))
     with session_factory() as session:
         session.execute(
             update(Job).where(Job.id == uuid.UUID(job_id)).values(
