@@ -7,8 +7,8 @@ the API a few microseconds of Python: that matters at 3000 uploads per submit an
 a DELETE per image. boto3 would cost ~2 ms of Python per request and ~60 MB per process.
 
 An upload is spooled (in memory while small, else in a temporary file) as the request
-streams in, then stored in one PUT by a small thread pool while the request goes on; the
-API waits for every upload of a job before it creates the job.
+streams in, then stored (one PUT, or parts above 8 MB) by a small thread pool while the
+request goes on; the API waits for every upload of a job before it creates the job.
 """
 
 from __future__ import annotations
@@ -42,9 +42,14 @@ log = logging.getLogger(__name__)
 # wait in memory add up to less than MEMORY_BUDGET; otherwise it goes to a temporary file.
 SPOOL_BYTES = 1 * MB
 MEMORY_BUDGET = 32 * MB
-# Larger images go up in parts of this size, two at a time (S3's minimum part is 5 MB).
-MULTIPART_BYTES = 32 * MB
-PART_BYTES = 8 * MB
+# An image up to this size goes in one PUT, which holds it in memory twice while it is
+# sent; a larger one goes up in parts of PART_BYTES, two at a time, reading the file as
+# it goes (S3's smallest part is 5 MB), so a 20 MB scan costs ~10 MB, not 40.
+MULTIPART_BYTES = 8 * MB
+PART_BYTES = 5 * MB
+PARTS_AT_ONCE = 2
+# Uploads wait until those being sent hold less than this in memory (one always goes).
+SENDING_BUDGET = 40 * MB
 HEALTH_PREFIX = ".health/"
 
 
@@ -79,6 +84,8 @@ class S3Store:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._in_memory = 0
+        self._sending = 0
+        self._sent = threading.Condition(self._lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
@@ -146,19 +153,27 @@ class S3Store:
             return self._pool.submit(self._put, upload)
 
     def _put(self, upload: _S3Upload) -> None:
+        large = upload.size > MULTIPART_BYTES
+        weight = PART_BYTES * PARTS_AT_ONCE if large else 2 * upload.size
+        with self._sent:
+            self._sent.wait_for(
+                lambda: self._sending == 0 or self._sending + weight <= SENDING_BUDGET
+            )
+            self._sending += weight
         try:
-            large = upload.size > MULTIPART_BYTES
             obstore.put(
                 self.store, upload.key, upload.file, use_multipart=large,
-                chunk_size=PART_BYTES, max_concurrency=2,
+                chunk_size=PART_BYTES, max_concurrency=PARTS_AT_ONCE,
             )  # fmt: skip
         except (BaseError, OSError) as error:
             raise self._unavailable(f"store {upload.key}", error) from error
         finally:
             upload.file.close()
-            if upload.in_memory:
-                with self._lock:
+            with self._sent:
+                self._sending -= weight
+                if upload.in_memory:
                     self._in_memory -= upload.size
+                self._sent.notify_all()
 
     # Reading
 
