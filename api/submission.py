@@ -86,6 +86,12 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
         api=api,
         results_ttl_seconds=_results_ttl(fields.get("results_ttl")),
         priority=parse_priority(fields.get("priority")),
+        grounding=(
+            _flag(fields["grounding"], "grounding")
+            if fields.get("grounding") not in (None, "")
+            else None
+        ),
+        normalize=_flag(fields.get("normalize", False), "normalize"),
     )
 
 

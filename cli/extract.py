@@ -31,6 +31,15 @@ from extraction.contract import Scene
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="default: stdout")
 @click.option("--provider", type=click.Choice(["local", "openai"]), default=None,
               help="default: the model_provider setting")  # fmt: skip
+@click.option(
+    "--grounding/--no-grounding", default=None,
+    help="With --json: evidence per value (where it is printed). Default: on for the local "
+    "engine, off for remote models (an OCR pass per image).",
+)  # fmt: skip
+@click.option(
+    "--normalize", "typed", is_flag=True,
+    help='With --json: dates as ISO 8601 and amounts as {"amount", "currency"} in "normalized".',
+)  # fmt: skip
 def extract(
     images: tuple[Path, ...],
     prompt: str | None,
@@ -40,10 +49,13 @@ def extract(
     manifest: Path | None,
     out: Path | None,
     provider: str | None,
+    grounding: bool | None,
+    typed: bool,
 ) -> None:
     """Extract from images on disk in this process: one JSON line per image.
 
-    IMAGES are files or folders. Each line: {"id", "image", "output", "usage", "error"}.
+    IMAGES are files or folders. Each line: {"id", "image", "output", "usage", "error"},
+    and with grounding "evidence".
     """
     from extraction import batch as batch_extraction
     from extraction.providers.registry import create_provider
@@ -70,13 +82,24 @@ def extract(
     if settings.local_engine_threads is None:
         # One process does all the work here, so the engine may use every core.
         settings = settings.model_copy(update={"local_engine_threads": os.cpu_count()})
-    model = create_provider(provider or settings.model_provider, settings)
+    chosen = provider or settings.model_provider
+    model = create_provider(chosen, settings)
+    reader = None
+    if grounding if grounding is not None else chosen == "local":
+        from extraction.providers.local import LocalProvider
+
+        reader = (
+            model.read
+            if isinstance(model, LocalProvider)
+            else LocalProvider(threads=settings.local_engine_threads).read
+        )
     sink = out.open("w") if out is not None else sys.stdout
     failed = 0
     try:
         records = batch_extraction.extract_all(
-            model, settings, entries, json_mode=json_mode, scene=Scene(scene)
-        )
+            model, settings, entries, json_mode=json_mode, scene=Scene(scene), reader=reader,
+            typed=typed,
+        )  # fmt: skip
         show_bar = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
         with click.progressbar(
             records, length=len(entries), label="extracting", file=sys.stderr,

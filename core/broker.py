@@ -23,6 +23,7 @@ class TaskName(enum.StrEnum):
     DISPATCH_JOB = "jobs.dispatch_job"
     FINALIZE_JOB = "jobs.finalize_job"
     PROCESS_ITEMS = "extraction.process_items"
+    GROUND_ITEMS = "extraction.ground_items"
     DELIVER_WEBHOOKS = "webhooks.deliver_due"
     MAINTENANCE_SWEEP = "maintenance.sweep"
 
@@ -76,6 +77,7 @@ def configure(app: Celery, settings: Settings) -> None:
             TaskName.FINALIZE_JOB: {"queue": Queue.DEFAULT},
             TaskName.DELIVER_WEBHOOKS: {"queue": Queue.DEFAULT},
             TaskName.MAINTENANCE_SWEEP: {"queue": Queue.DEFAULT},
+            TaskName.GROUND_ITEMS: {"queue": Queue.CPU},
         },
         beat_schedule={
             "maintenance": {

@@ -47,6 +47,11 @@ class JobOptions:
     priority: JobPriority | None = None
     # None: the results_ttl setting.
     results_ttl_seconds: int | None = None
+    # Evidence per value; None: on for the local provider (its OCR already knows where each
+    # value is printed), off for remote models (it costs an OCR pass per image).
+    grounding: bool | None = None
+    # Typed dates and amounts beside the printed values.
+    normalize: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,12 @@ def submit_job(
         priority=options.priority or JobPriority.NORMAL,
         prompt=options.prompt,
         json_mode=options.json_mode,
+        grounding=(
+            options.grounding
+            if options.grounding is not None
+            else settings.model_provider == "local"
+        ),
+        normalize=options.normalize,
         scene=options.scene,
         model=options.model,
         provider=settings.model_provider,
@@ -171,6 +182,13 @@ class ItemOutcome:
     # The image could not be read because image storage is unavailable: the item goes back
     # to the queue, this attempt not counted, rather than ending.
     requeue: bool = False
+    # With grounding: where each value is printed (extraction.grounding.ground).
+    evidence: dict[str, Any] | None = None
+    # With normalize: typed dates and amounts (extraction.normalize.normalize).
+    normalized: dict[str, Any] | None = None
+    # The answer is in but its evidence is not: the image goes to the cpu queue to be read
+    # (a remote model's answer with grounding on) before the item ends.
+    to_ground: bool = False
     # When the attempt ended; outcomes are written a moment later, several at once.
     finished_at: datetime = field(default_factory=utcnow)
 
@@ -186,6 +204,8 @@ def _outcome_values(outcome: ItemOutcome) -> dict[str, Any]:
         "error_code": outcome.error_code,
         "error_message": outcome.error_message,
         "model_ms": outcome.model_ms,
+        "evidence": outcome.evidence,
+        "normalized": outcome.normalized,
     }
 
 
@@ -204,6 +224,29 @@ def record_abandoned_item(
         return False
     fan_in_outcomes(session, job_id, [outcome])
     return True
+
+
+def hold_for_grounding(
+    session: Session,
+    settings: Settings,
+    attempts: Sequence[tuple[uuid.UUID, int, ItemOutcome]],
+    now: datetime,
+) -> list[tuple[uuid.UUID, int]]:
+    """Keep the model's answers on their items, still running under the same attempt with
+    a fresh lease, and queue ground_items for them (after commit) on the cpu queue.
+    Returns the items held. An item whose grounding never ends runs again after its lease,
+    as any item whose worker vanished."""
+    held = jobs_repository.store_answers(
+        session,
+        [(item_id, attempt, _outcome_values(outcome)) for item_id, attempt, outcome in attempts],
+        lease_until=now + settings.item_lease,
+    )
+    # One message per image: each is an OCR pass of about a second, spread over the cores.
+    for item_id, attempt in held:
+        broker.enqueue_after_commit(
+            session, TaskName.GROUND_ITEMS, str(item_id), attempt, queue=Queue.CPU
+        )
+    return held
 
 
 def release_attempts(

@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     model_timeout: timedelta = timedelta(seconds=60)
     model_max_retries: int = 4
-    model_retry_base: timedelta = timedelta(seconds=1)
-    model_retry_max: timedelta = timedelta(seconds=30)
+    # How the openai provider constrains answers in JSON mode: a strict JSON Schema, any
+    # JSON object, or the prompt alone. A server that refuses one gets the next by itself.
+    openai_response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
     # Model calls in flight per worker process (its model threads).
     model_concurrency: int = 32
     max_output_tokens: int = 8192

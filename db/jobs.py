@@ -380,17 +380,18 @@ _FINISH_ATTEMPTS_FROM_JSON = text("""
         lease_expires_at = NULL, status = v.status, finished_at = v.finished_at,
         content = v.content, parsed = v.parsed, prompt_tokens = v.prompt_tokens,
         completion_tokens = v.completion_tokens, error_code = v.error_code,
-        error_message = v.error_message, model_ms = v.model_ms
+        error_message = v.error_message, model_ms = v.model_ms, evidence = v.evidence,
+        normalized = v.normalized
     FROM json_to_recordset(CAST(:rows AS json)) AS v(
         id uuid, attempt integer, status text, finished_at timestamptz, content text,
         parsed json, prompt_tokens integer, completion_tokens integer, error_code text,
-        error_message text, model_ms integer)
+        error_message text, model_ms integer, evidence json, normalized json)
     WHERE i.id = v.id AND i.attempts = v.attempt AND i.status = 'running'
     RETURNING i.id
 """)
 ITEM_END_COLUMNS = (
     "status", "finished_at", "content", "parsed", "prompt_tokens", "completion_tokens",
-    "error_code", "error_message", "model_ms",
+    "error_code", "error_message", "model_ms", "evidence", "normalized",
 )  # fmt: skip
 
 
@@ -658,30 +659,61 @@ def retryable_failed_items(
     )
 
 
+_ANSWER_COLUMNS = (
+    "content", "parsed", "prompt_tokens", "completion_tokens", "model_ms", "normalized",
+)  # fmt: skip
+
+
+def _update_current_attempt(
+    session: Session, item_id: uuid.UUID, attempt: int, values: dict[str, Any]
+) -> bool:
+    """Update an item only while it is running under ``attempt``; True when it was."""
+    found = session.execute(
+        update(JobItem)
+        .where(
+            JobItem.id == item_id,
+            JobItem.status == ItemStatus.RUNNING,
+            JobItem.attempts == attempt,
+        )
+        .values(**values)
+        .returning(JobItem.id)
+    ).scalar_one_or_none()
+    return found is not None
+
+
+def store_answers(
+    session: Session,
+    answers: Sequence[tuple[uuid.UUID, int, dict[str, Any]]],
+    *,
+    lease_until: datetime,
+) -> list[tuple[uuid.UUID, int]]:
+    """Write a model's answers on running attempts without ending them, with a new lease;
+    returns the (item, attempt) pairs that were still current."""
+    return [
+        (item_id, attempt)
+        for item_id, attempt, values in answers
+        if _update_current_attempt(
+            session, item_id, attempt,
+            {"lease_expires_at": lease_until, **{c: values[c] for c in _ANSWER_COLUMNS}},
+        )
+    ]  # fmt: skip
+
+
 def release_attempts(
     session: Session, attempts: Sequence[tuple[uuid.UUID, int, str]]
 ) -> list[uuid.UUID]:
     """Running attempts back to queued, their attempt uncounted, with the reason kept as
     its error (internal_error) until the item ends. Only the current attempt's holder can
     do this."""
-    released = []
-    for item_id, attempt, reason in attempts:
-        found = session.execute(
-            update(JobItem)
-            .where(
-                JobItem.id == item_id,
-                JobItem.status == ItemStatus.RUNNING,
-                JobItem.attempts == attempt,
-            )
-            .values(
-                status=ItemStatus.QUEUED, attempts=JobItem.attempts - 1, lease_expires_at=None,
-                error_code="internal_error", error_message=reason,
-            )
-            .returning(JobItem.id)
-        ).scalar_one_or_none()  # fmt: skip
-        if found is not None:
-            released.append(found)
-    return released
+    return [
+        item_id
+        for item_id, attempt, reason in attempts
+        if _update_current_attempt(
+            session, item_id, attempt,
+            {"status": ItemStatus.QUEUED, "attempts": JobItem.attempts - 1,
+             "lease_expires_at": None, "error_code": "internal_error", "error_message": reason},
+        )
+    ]  # fmt: skip
 
 
 def requeue_items(session: Session, item_ids: Sequence[uuid.UUID]) -> None:
@@ -690,8 +722,8 @@ def requeue_items(session: Session, item_ids: Sequence[uuid.UUID]) -> None:
         .where(JobItem.id.in_(item_ids))
         .values(
             status=ItemStatus.QUEUED, attempts=0, lease_expires_at=None, content=None,
-            parsed=None, prompt_tokens=0, completion_tokens=0, error_code=None,
-            error_message=None, started_at=None, finished_at=None, model_ms=None,
+            parsed=None, evidence=None, normalized=None, prompt_tokens=0, completion_tokens=0,
+            error_code=None, error_message=None, started_at=None, finished_at=None, model_ms=None,
         )
     )  # fmt: skip
 

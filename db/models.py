@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
     func,
 )
 from sqlalchemy.engine import Dialect
@@ -155,6 +156,10 @@ class Job(Base):
     )
     prompt: Mapped[str] = mapped_column(Text)
     json_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Evidence per value (where on the image each value is printed) for every image.
+    grounding: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Dates and amounts of each result also in typed form (extraction.normalize).
+    normalize: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     scene: Mapped[str] = mapped_column(String(32), default="general")
     model: Mapped[str | None] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(32))
@@ -219,6 +224,10 @@ class JobItem(Base):
 
     content: Mapped[str | None] = mapped_column(Text)
     parsed: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+    # With grounding: {json path: {bbox, text, ocr_confidence, match, grounded}}.
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # With normalize: {json path: ISO date, or {amount, currency}}.
+    normalized: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64))

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.errors import ImageExtractError
-from core.json_output import parse_json_output
 from core.settings import Settings
-from extraction.contract import ExtractionRequest, Provider, Scene
+from extraction.contract import ExtractionRequest, PrintedLine, Provider, Scene
+from extraction.grounding import ground
 from extraction.images import prepare_image
+from extraction.normalize import normalize
+from extraction.output import read_answer
+from extraction.schema import schema_of_prompt
 
 IMAGE_SUFFIXES = {
     ".jpg",
@@ -77,9 +80,22 @@ def entries_from_manifest(manifest: Path, default_prompt: str | None) -> list[Ba
     return entries
 
 
+Reader = Callable[[bytes], tuple[PrintedLine, ...]]
+
+
 def extract_one(
-    provider: Provider, settings: Settings, entry: BatchEntry, *, json_mode: bool, scene: Scene
+    provider: Provider,
+    settings: Settings,
+    entry: BatchEntry,
+    *,
+    json_mode: bool,
+    scene: Scene,
+    reader: Reader | None = None,
+    typed: bool = False,
 ) -> dict[str, Any]:
+    """One image's record. With ``reader`` (grounding), a JSON output gets ``evidence``:
+    from the provider's own reading when it has one (the local engine), else from
+    ``reader``'s."""
     record: dict[str, Any] = {"id": entry.id, "image": str(entry.image), "output": None,
                               "usage": None, "error": None}  # fmt: skip
     started = time.perf_counter()
@@ -97,9 +113,16 @@ def extract_one(
         request = ExtractionRequest(
             prompt=entry.prompt, json_mode=json_mode, scene=scene,
             max_tokens=settings.max_output_tokens,
+            schema=schema_of_prompt(entry.prompt) if json_mode else None,
         )  # fmt: skip
         result = provider.extract(prepared, request)
-        record["output"] = parse_json_output(result.content) if json_mode else result.content
+        output = read_answer(result.content, request.schema) if json_mode else result.content
+        record["output"] = output
+        if reader is not None and json_mode:
+            printed = result.printed if result.printed is not None else reader(data)
+            record["evidence"] = ground(output, printed)
+        if typed and json_mode:
+            record["normalized"] = normalize(output)
         record["usage"] = {
             "prompt_tokens": result.usage.prompt_tokens,
             "completion_tokens": result.usage.completion_tokens,
@@ -118,6 +141,11 @@ def extract_all(
     *,
     json_mode: bool,
     scene: Scene,
+    reader: Reader | None = None,
+    typed: bool = False,
 ) -> Iterator[dict[str, Any]]:
     for entry in entries:
-        yield extract_one(provider, settings, entry, json_mode=json_mode, scene=scene)
+        yield extract_one(
+            provider, settings, entry, json_mode=json_mode, scene=scene, reader=reader,
+            typed=typed,
+        )  # fmt: skip

@@ -37,6 +37,11 @@ class ExtractionRequest:
     scene: Scene = Scene.GENERAL
     max_tokens: int = 8192
     model: str | None = None
+    # In JSON mode: the JSON Schema the answer must fit (extraction.schema.schema_of_prompt),
+    # None when the prompt asks for no particular shape.
+    schema: dict[str, Any] | None = None
+    # Asking again: the previous answer and what was wrong with it.
+    feedback: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +55,23 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class PrintedLine:
+    """One line of printed text as OCR read it: its box as fractions of the image's width
+    and height (x0, y0, x1, y1, top-left origin) and the OCR's confidence."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModelResult:
     content: str
     usage: Usage
     raw: dict[str, Any] = field(default_factory=dict)
+    # The printed text the provider read, when it reads it itself (the local engine): the
+    # evidence of its values is found there, without a second OCR pass.
+    printed: tuple[PrintedLine, ...] | None = None
 
 
 class Provider(Protocol):

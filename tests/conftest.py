@@ -116,8 +116,6 @@ def services(request: pytest.FixtureRequest, servers: Servers, model_server: str
         "IMAGEEXTRACT_OPENAI_MODEL": "fake-vision",
         "IMAGEEXTRACT_MODEL_TIMEOUT": "PT2S",
         "IMAGEEXTRACT_MODEL_MAX_RETRIES": "2",
-        "IMAGEEXTRACT_MODEL_RETRY_BASE": "PT0.05S",
-        "IMAGEEXTRACT_MODEL_RETRY_MAX": "PT1S",
         "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
         "IMAGEEXTRACT_METRICS_TOKEN": METRICS_TOKEN,
         # Webhook retries seconds apart instead of hours, run by a fast beat.
@@ -180,6 +178,18 @@ def worker_process(
 
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     command = worker_command(["default", "model"], "threads", settings.worker_threads, "test@%h")
+    yield from _run_until_stopped(command, {**os.environ, **services.env}, log, "ready.")
+
+
+@pytest.fixture(scope="session")
+def cpu_worker_process(
+    services: Stack, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A prefork worker of the cpu queue (one process): it reads images for grounding."""
+    from cli.processes import worker_command
+
+    log = tmp_path_factory.mktemp("cpu-worker") / "worker.log"
+    command = worker_command(["cpu"], "prefork", 1, "cpu@%h")
     yield from _run_until_stopped(command, {**os.environ, **services.env}, log, "ready.")
 
 

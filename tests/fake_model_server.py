@@ -6,10 +6,15 @@ POST /v1/chat/completions answers with what it sees in the image: its width and 
 (tests draw images whose size encodes their index). Behaviour is set at run time with
 POST /_control (JSON): latency (s), error_rate, rate_limit_rate, retry_after (s),
 timeout_rate (sleeps `hang` s), malformed_rate (content that is not JSON in JSON mode),
-broken_body_rate (an HTTP body that is not JSON), and fail_next / rate_limit_next /
-malformed_next / hang_next to make the next N calls fail that way; hold (1: every call waits
-at the door) and release (let N waiting calls through, in arrival order). GET /_stats counts
-calls and lists the arrivals (each call's image size, in the order the calls came).
+misshaped_rate (JSON whose values have the wrong shape: {"width": {"px": 640}, "height":
+[480]}), broken_body_rate (an HTTP body that is not JSON), and fail_next / rate_limit_next /
+malformed_next / misshaped_next / hang_next to make the next N calls fail that way; hold (1:
+every call waits at the door) and release (let N waiting calls through, in arrival order);
+json_schema (0: refuse `response_format: json_schema` with a 400, as servers without
+structured outputs do). JSON mode is `response_format` `json_object` or `json_schema`. A
+call that carries an earlier answer (an assistant message: asked again) is never malformed
+or misshaped by the *_next counters. GET /_stats counts calls, the response formats asked
+for, and lists the arrivals (each call's image size, in the order the calls came).
 """
 
 from __future__ import annotations
@@ -38,10 +43,13 @@ DEFAULTS: dict[str, float] = {
     "timeout_rate": 0.0,
     "hang": 30.0,
     "malformed_rate": 0.0,
+    "misshaped_rate": 0.0,
     "broken_body_rate": 0.0,
+    "json_schema": 1,
     "fail_next": 0,
     "rate_limit_next": 0,
     "malformed_next": 0,
+    "misshaped_next": 0,
     "hang_next": 0,
     "hold": 0,
     "release": 0,
@@ -54,6 +62,7 @@ class FakeModel:
         self.random = random.Random(seed)
         self.config = dict(DEFAULTS, latency=latency)
         self.stats: dict[str, int] = {}
+        self.formats: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self.arrivals: list[list[int]] = []
@@ -84,6 +93,16 @@ def image_size(body: dict[str, Any]) -> tuple[int, int]:
                 with Image.open(io.BytesIO(data)) as image:
                     return image.size
     raise ValueError("no image in the request")
+
+
+def _slips(model: FakeModel, kind: str, asked_again: bool) -> bool:
+    """Whether this answer goes wrong in ``kind``'s way: the next-N counter (first asks
+    only) or the rate (any call)."""
+    with model.lock:
+        if not asked_again and model.config[f"{kind}_next"] > 0:
+            model.config[f"{kind}_next"] -= 1
+            return True
+    return model.random.random() < model.config[f"{kind}_rate"]
 
 
 def create_app(model: FakeModel) -> Starlette:
@@ -127,10 +146,23 @@ def create_app(model: FakeModel) -> Starlette:
             except Exception as error:
                 model.count("bad_request")
                 return JSONResponse({"error": {"message": str(error)}}, status_code=400)
-            json_mode = body.get("response_format", {}).get("type") == "json_object"
-            if json_mode and model.take("malformed_next", "malformed_rate"):
+            response_format = (body.get("response_format") or {}).get("type", "none")
+            with model.lock:
+                model.formats[response_format] = model.formats.get(response_format, 0) + 1
+            if response_format == "json_schema" and not model.config["json_schema"]:
+                model.count("format_refused")
+                return JSONResponse(
+                    {"error": {"message": "response_format json_schema is not supported"}},
+                    status_code=400,
+                )
+            json_mode = response_format in ("json_object", "json_schema")
+            asked_again = any(m.get("role") == "assistant" for m in body.get("messages", []))
+            if json_mode and _slips(model, "malformed", asked_again):
                 model.count("malformed")
-                content = "Sure! Here is the data: {width: oops"
+                content = "Sure! I could not read that image."
+            elif json_mode and _slips(model, "misshaped", asked_again):
+                model.count("misshaped")
+                content = json.dumps({"width": {"px": width}, "height": [height]})
             elif json_mode:
                 content = json.dumps({"width": width, "height": height})
             else:
@@ -175,6 +207,7 @@ def create_app(model: FakeModel) -> Starlette:
         with model.lock:
             model.config = dict(DEFAULTS)
             model.stats = {}
+            model.formats = {}
             model.max_in_flight = 0
             model.arrivals = []
             model.released = 0
@@ -183,7 +216,8 @@ def create_app(model: FakeModel) -> Starlette:
     async def stats(_request: Request) -> Response:
         with model.lock:
             return JSONResponse(
-                {"calls": dict(model.stats), "in_flight": model.in_flight,
+                {"calls": dict(model.stats), "formats": dict(model.formats),
+                 "in_flight": model.in_flight,
                  "max_in_flight": model.max_in_flight, "arrivals": model.arrivals}
             )  # fmt: skip
 

@@ -12,6 +12,7 @@ No database session is open while the model works.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import time
@@ -27,12 +28,15 @@ from core import broker
 from core import jobs as jobs_service
 from core.broker import Queue, TaskName
 from core.errors import ImageExtractError, InvalidModelOutput, StorageUnavailable
-from core.json_output import parse_json_output
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from db.models import ItemStatus
 from extraction.contract import ExtractionRequest, Scene
+from extraction.grounding import ground
 from extraction.images import prepare_image
+from extraction.normalize import normalize
+from extraction.output import read_answer
+from extraction.schema import schema_of_prompt
 from worker.image_fetch import fetch_image
 from worker.job_snapshots import JobSnapshot
 from worker.runtime import WorkerRuntime
@@ -226,7 +230,10 @@ def _snapshot(
             scene=Scene(job.scene),
             max_tokens=runtime.settings.max_output_tokens,
             model=job.model,
+            schema=schema_of_prompt(job.prompt) if job.json_mode else None,
         ),
+        grounding=job.grounding,
+        normalize=job.normalize,
     )
     runtime.snapshots.put(job_id, snapshot)
     return snapshot
@@ -250,11 +257,13 @@ def _write(runtime: WorkerRuntime, ready: list[Done], queue: Queue) -> None:
     lease runs out.
     """
     by_job: dict[uuid.UUID, list[tuple[uuid.UUID, int, jobs_service.ItemOutcome]]] = {}
-    back = []
+    back, to_ground = [], []
     for claimed, outcome in ready:
         ended = (claimed.id, claimed.attempts, outcome)
         if outcome.requeue:
             back.append(ended)
+        elif outcome.to_ground:
+            to_ground.append(ended)
         else:
             by_job.setdefault(claimed.job_id, []).append(ended)
     pause = WRITE_PAUSE
@@ -267,6 +276,10 @@ def _write(runtime: WorkerRuntime, ready: list[Done], queue: Queue) -> None:
                 for job_id in sorted(by_job):
                     written |= jobs_service.record_attempt_outcomes(session, job_id, by_job[job_id])
                 released = jobs_service.release_attempts(session, back) if back else []
+                if to_ground:
+                    jobs_service.hold_for_grounding(
+                        session, runtime.settings, to_ground, jobs_service.utcnow()
+                    )
             break
         except OperationalError:
             if attempt == WRITE_TRIES:
@@ -322,24 +335,45 @@ def _run_model(
             data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels, name=name
         )
         provider = runtime.provider(snapshot.provider)
+        request = snapshot.request
         started = time.perf_counter()
-        result = provider.extract(prepared, snapshot.request)
+        result = provider.extract(prepared, request)
+        prompt_tokens = result.usage.prompt_tokens
+        completion_tokens = result.usage.completion_tokens
         parsed = None
-        if snapshot.request.json_mode:
+        if request.json_mode:
             try:
-                parsed = parse_json_output(result.content)
-            except InvalidModelOutput:
-                # One more try: a model that slipped once usually answers well the next time.
-                result = provider.extract(prepared, snapshot.request)
-                parsed = parse_json_output(result.content)
+                parsed = read_answer(result.content, request.schema)
+            except InvalidModelOutput as problem:
+                # Once more, told what was wrong: a model that slipped once usually fits the
+                # schema when shown where it did not (as instructor does).
+                again = dataclasses.replace(request, feedback=(result.content, problem.message))
+                result = provider.extract(prepared, again)
+                prompt_tokens += result.usage.prompt_tokens
+                completion_tokens += result.usage.completion_tokens
+                try:
+                    parsed = read_answer(result.content, request.schema)
+                except InvalidModelOutput as error:
+                    return jobs_service.ItemOutcome(
+                        succeeded=False, content=result.content, error_code=error.kind.code,
+                        error_message=f"{name}: {error.message}", prompt_tokens=prompt_tokens,
+                        completion_tokens=completion_tokens,
+                    )  # fmt: skip
         model_ms = int((time.perf_counter() - started) * 1000)
+        evidence = None
+        if snapshot.grounding and parsed is not None and result.printed is not None:
+            evidence = ground(parsed, result.printed)
         return jobs_service.ItemOutcome(
             succeeded=True,
             content=result.content,
             parsed=parsed,
-            prompt_tokens=result.usage.prompt_tokens,
-            completion_tokens=result.usage.completion_tokens,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             model_ms=model_ms,
+            evidence=evidence,
+            normalized=normalize(parsed) if snapshot.normalize and parsed is not None else None,
+            # A remote model's answer: the image is read on the cpu queue for its evidence.
+            to_ground=snapshot.grounding and parsed is not None and result.printed is None,
         )
     except ImageExtractError as error:
         return jobs_service.ItemOutcome(

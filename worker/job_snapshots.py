@@ -21,6 +21,10 @@ MAX_JOBS = 256
 class JobSnapshot:
     provider: str
     request: ExtractionRequest
+    # Evidence per value (extraction.grounding) for the job's results.
+    grounding: bool = False
+    # Typed dates and amounts (extraction.normalize).
+    normalize: bool = False
 
 
 class JobSnapshots:

@@ -171,6 +171,8 @@ def job_out(
         status=job.status,
         prompt=job.prompt,
         json_mode=job.json_mode,
+        grounding=job.grounding,
+        normalize=job.normalize,
         scene=job.scene,
         priority=job.priority,
         images_ahead=images_ahead,
@@ -222,6 +224,8 @@ def item_out(item: JobItem) -> ItemOut:
         status=item.status,
         content=item.content,
         parsed=item.parsed,
+        evidence=item.evidence,
+        normalized=item.normalized,
         usage=UsageOut(
             prompt_tokens=item.prompt_tokens,
             completion_tokens=item.completion_tokens,

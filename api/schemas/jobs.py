@@ -22,6 +22,17 @@ class JobFields(BaseModel):
 
     prompt: str = Field(description="What to extract; often with a JSON template.")
     json_mode: bool = Field(default=False, description="Each result's content is JSON.")
+    grounding: bool | None = Field(
+        default=None,
+        description="Evidence per value: where on the image it is printed, and `grounded: "
+        "false` where nothing supports it. Default: on for the local engine, off for remote "
+        "models (an OCR pass per image, about 1 s of CPU).",
+    )
+    normalize: bool = Field(
+        default=False,
+        description="Also give dates (ISO 8601) and amounts (decimal, currency if printed) in "
+        "typed form, in each item's `normalized`; the values stay as printed.",
+    )
     scene: Scene = Scene.GENERAL
     model: str | None = Field(default=None, description="Passed to the provider.")
     webhook_url: str | None = Field(
@@ -98,6 +109,8 @@ class JobOut(BaseModel):
     status: JobStatusName
     prompt: str
     json_mode: bool
+    grounding: bool
+    normalize: bool
     scene: str
     model: str | None
     webhook_url: str | None
@@ -169,6 +182,19 @@ class ItemTimings(BaseModel):
 ItemStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
+class Evidence(BaseModel):
+    bbox: list[float] | None = Field(
+        description="[x0, y0, x1, y1] as fractions of the image's width and height, from the "
+        "top-left corner; null when nothing matched."
+    )
+    text: str | None = Field(description="The text as printed (as OCR read it).")
+    ocr_confidence: float | None
+    match: float = Field(description="How well the printed text matches the value, 0 to 1.")
+    grounded: bool = Field(
+        description="False when nothing on the image supports the value: check it."
+    )
+
+
 class ItemOut(BaseModel):
     index: int
     source_name: str | None
@@ -176,6 +202,16 @@ class ItemOut(BaseModel):
     status: ItemStatusName
     content: str | None
     parsed: Any = Field(default=None, description="The content as JSON, in JSON mode.")
+    evidence: dict[str, Evidence] | None = Field(
+        default=None,
+        description="With grounding: for each value of `parsed` by its path (`total`, "
+        "`items[0].name`), where it is printed.",
+    )
+    normalized: dict[str, Any] | None = Field(
+        default=None,
+        description="With normalize: each date of `parsed` as ISO 8601 and each amount as "
+        '{"amount": "1017.40", "currency": "RM"}, by path.',
+    )
     usage: UsageOut
     error: ItemError | None
     attempts: int

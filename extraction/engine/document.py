@@ -21,19 +21,11 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import CorruptImage
-from extraction.contract import Scene, Usage
+from extraction.contract import PrintedLine, Scene, Usage
 from extraction.engine import merchant, totals
 from extraction.engine.labels import LabelHit, find_labels
 from extraction.engine.layout import Fragment, Page, build_page
-from extraction.engine.ocr import TextRecognizer
-from extraction.engine.schema import (
-    ArraySpec,
-    FieldSpec,
-    ObjectSpec,
-    Spec,
-    empty_value,
-    parse_schema,
-)
+from extraction.engine.ocr import OcrLine, TextRecognizer
 from extraction.engine.tables import Column, extract_table
 from extraction.engine.values import (
     ValueType,
@@ -51,6 +43,14 @@ from extraction.engine.values import (
     find_url,
 )
 from extraction.engine.vocabulary import Concept, column_role, label_variants, match_concept
+from extraction.schema import (
+    ArraySpec,
+    FieldSpec,
+    ObjectSpec,
+    Spec,
+    empty_value,
+    parse_schema,
+)
 
 _BUYER_WORDS = re.compile(
     r"buyer|customer|bill(?:ed)?\s*to|client|purchaser|sold\s*to|ship\s*to|consignee|"
@@ -68,6 +68,7 @@ class EngineResult:
     text: str
     fragments: int
     seconds: float
+    printed: tuple[PrintedLine, ...] = ()
 
 
 # --- token usage -------------------------------------------------------------------------
@@ -460,4 +461,17 @@ def extract_document(
         text=page.reading_text(),
         fragments=len(lines),
         seconds=time.perf_counter() - started,
+        printed=printed_lines(lines, width, height),
+    )
+
+
+def printed_lines(lines: list[OcrLine], width: int, height: int) -> tuple[PrintedLine, ...]:
+    """OCR lines with their boxes as fractions of the image, for grounding."""
+    return tuple(
+        PrintedLine(
+            text=line.text,
+            box=(line.left / width, line.top / height, line.right / width, line.bottom / height),
+            confidence=line.confidence,
+        )
+        for line in lines
     )

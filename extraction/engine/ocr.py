@@ -25,6 +25,9 @@ DETECTION_SIDE = 1184
 # Narrowest input the recogniser pads a text crop to (ratio 160/48). The wheel's default
 # (320) pads short fragments such as "RM" or "8.50" to four times their width.
 RECOGNITION_MIN_WIDTH = 160
+# Crops recognised together (padded to the widest of them): the wheel's default of 6 pads
+# more than it saves; 3 took 1.61 CPU-s a receipt where 6 took 1.70 and 16 took 2.00.
+RECOGNITION_BATCH = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,13 @@ def _default_threads() -> int:
 class TextRecognizer:
     """RapidOCR detection + recognition, created once and shared by every call."""
 
-    def __init__(self, *, threads: int | None = None, detection_side: int = DETECTION_SIDE) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        detection_side: int = DETECTION_SIDE,
+        recognition_batch: int = RECOGNITION_BATCH,
+    ) -> None:
         # Imported here so that importing the engine package stays cheap for the API process.
         from rapidocr import RapidOCR
 
@@ -95,6 +104,7 @@ class TextRecognizer:
             "Det.limit_type": "max",
             "Det.limit_side_len": detection_side,
             "Rec.rec_img_shape": [3, 48, RECOGNITION_MIN_WIDTH],
+            "Rec.rec_batch_num": recognition_batch,
         }
         self._ocr = RapidOCR(params=params)
         self._lock = threading.Lock()

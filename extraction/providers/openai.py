@@ -1,20 +1,27 @@
 """Any OpenAI-compatible chat-completions server: OpenAI, vLLM, Ollama, llama.cpp, LM Studio,
-Gemini's compatible endpoint, OpenRouter.
+Gemini's compatible endpoint, OpenRouter; through the official ``openai`` SDK.
 
-Timeouts, connection errors and 5xx are retried with exponential backoff and jitter; 429 waits
-for Retry-After. When the retries run out the call fails as a model timeout (if the last try
-timed out) or an upstream error.
+The SDK retries timeouts, connection errors, 429 (after its Retry-After) and 5xx with
+exponential backoff, ``IMAGEEXTRACT_MODEL_MAX_RETRIES`` times, over a pooled connection.
+When the retries run out the call fails as ``model_timeout`` (the last try timed out) or
+``upstream_error``.
+
+In JSON mode with a schema, the answer is constrained by ``response_format: json_schema``
+(strict) where the server takes it. A server that refuses it (400 naming response_format or
+json_schema) gets ``json_object`` from then on, and one that refuses that too gets the
+prompt alone; ``IMAGEEXTRACT_OPENAI_RESPONSE_FORMAT`` starts lower for servers known not to
+take it.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
-import random
-import time
-from typing import Any
+import threading
+from typing import Any, Literal
 
-import httpx
+import openai
 
 from core.errors import ModelTimeout, UpstreamError
 from core.settings import Settings
@@ -29,119 +36,158 @@ _SCENE_INSTRUCTIONS = {
     "prescriptions, cost statements and charge lists.",
 }
 
+ResponseFormat = Literal["json_schema", "json_object", "none"]
+# From the most constrained to none: what a server that refuses one gets next.
+_FORMATS: tuple[ResponseFormat, ...] = ("json_schema", "json_object", "none")
+
 
 class OpenAIProvider:
     name = "openai"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        headers = {}
-        if settings.openai_api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.openai_api_key.get_secret_value()}"
         timeout = settings.model_timeout.total_seconds()
-        self.client = httpx.Client(
+        self.client = openai.OpenAI(
             base_url=str(settings.openai_base_url).rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=settings.model_concurrency * 2,
-                max_keepalive_connections=settings.model_concurrency * 2,
+            # Servers without keys (vLLM, Ollama) still get a header the SDK insists on.
+            api_key=(
+                settings.openai_api_key.get_secret_value()
+                if settings.openai_api_key is not None
+                else "none"
             ),
+            timeout=openai.Timeout(timeout, connect=min(timeout, 10.0)),
+            # The SDK's pool keeps up to 100 idle connections: more than our model threads.
+            max_retries=settings.model_max_retries,
         )
+        self._format: ResponseFormat = settings.openai_response_format
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
 
-    def _body(self, image: PreparedImage, request: ExtractionRequest) -> dict[str, Any]:
+    def _messages(self, image: PreparedImage, request: ExtractionRequest) -> list[Any]:
         data_url = f"data:{image.media_type};base64,{base64.b64encode(image.data).decode()}"
         system = "You extract information from images. " + _SCENE_INSTRUCTIONS[request.scene]
         if request.json_mode:
             system += " Answer with one JSON value only, no prose and no code fences."
-        body: dict[str, Any] = {
-            "model": request.model or self.settings.openai_model,
-            "messages": [
-                {"role": "system", "content": system},
+            if request.schema is not None:
+                system += (
+                    " The answer must fit this JSON Schema; use null for a value the image "
+                    f"does not show: {json.dumps(request.schema, ensure_ascii=False)}"
+                )
+        messages: list[Any] = [
+            {"role": "system", "content": system},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": request.prompt},
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                ],
+            },
+        ]
+        if request.feedback is not None:
+            previous, problems = request.feedback
+            messages.append({"role": "assistant", "content": previous})
+            messages.append(
                 {
                     "role": "user",
-                    "content": [
-                        {"type": "text", "text": request.prompt},
-                        {"type": "image_url", "image_url": {"url": data_url}},
-                    ],
-                },
-            ],
-            "max_tokens": request.max_tokens,
-        }
-        if request.json_mode:
-            body["response_format"] = {"type": "json_object"}
-        return body
+                    "content": f"That answer cannot be used: {problems}. Answer again with "
+                    "JSON that fits the schema exactly.",
+                }
+            )
+        return messages
 
-    def _backoff(self, attempt: int) -> float:
-        base = self.settings.model_retry_base.total_seconds()
-        cap = self.settings.model_retry_max.total_seconds()
-        return float(random.uniform(0, min(cap, base * 2**attempt)))  # noqa: S311 — jitter, not crypto
+    def _response_format(self, request: ExtractionRequest, level: ResponseFormat) -> Any:
+        if not request.json_mode or level == "none":
+            return openai.omit
+        schema = request.schema
+        if level == "json_schema" and schema is not None and schema.get("type") == "object":
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": "extraction", "schema": schema, "strict": True},
+            }
+        return {"type": "json_object"}
 
     def extract(self, image: PreparedImage, request: ExtractionRequest) -> ModelResult:
-        body = self._body(image, request)
-        last_problem = "no attempt made"
-        timed_out = False
-        wait = 0.0
-        for attempt in range(self.settings.model_max_retries + 1):
-            if attempt:
-                time.sleep(wait)
-            wait = self._backoff(attempt)
+        messages = self._messages(image, request)
+        while True:
+            level = self._format
             try:
-                response = self.client.post("/chat/completions", json=body)
-            except httpx.TimeoutException:
-                timed_out, last_problem = True, "the model did not answer in time"
-                continue
-            except httpx.TransportError as error:
-                timed_out, last_problem = False, f"could not reach the model: {error}"
-                continue
-            timed_out = False
-            if response.status_code == 429:
-                wait = _retry_after(
-                    response, default=wait, cap=self.settings.model_retry_max.total_seconds()
+                completion = self.client.chat.completions.create(
+                    model=request.model or self.settings.openai_model,
+                    messages=messages,
+                    max_tokens=request.max_tokens,
+                    response_format=self._response_format(request, level),
                 )
-                last_problem = "the model server kept answering 429 Too Many Requests"
-                continue
-            if response.status_code >= 500:
-                last_problem = f"the model server answered {response.status_code}"
-                continue
-            if response.status_code >= 400:
+            except openai.APITimeoutError as error:
+                raise ModelTimeout(self._gave_up("the model did not answer in time")) from error
+            except openai.APIConnectionError as error:
+                raise UpstreamError(self._gave_up(f"could not reach the model: {error}")) from error
+            except openai.BadRequestError as error:
+                if request.json_mode and level != "none" and _refuses_format(error):
+                    self._step_down(level, error)
+                    continue
+                raise UpstreamError(_refused(error)) from error
+            except openai.RateLimitError as error:
                 raise UpstreamError(
-                    f"the model server refused the request with {response.status_code}: "
-                    f"{response.text[:300]}"
-                )
-            try:
-                return _parse(response)
-            except (ValueError, KeyError, IndexError, TypeError) as error:
-                last_problem = f"the model server sent a response we cannot read: {error}"
-                continue
-        attempts = self.settings.model_max_retries + 1
-        if timed_out:
-            raise ModelTimeout(f"{last_problem} ({attempts} attempts)")
-        raise UpstreamError(f"{last_problem} ({attempts} attempts)")
+                    self._gave_up("the model server kept answering 429 Too Many Requests")
+                ) from error
+            except openai.InternalServerError as error:
+                raise UpstreamError(
+                    self._gave_up(f"the model server answered {error.status_code}")
+                ) from error
+            except openai.APIStatusError as error:
+                raise UpstreamError(_refused(error)) from error
+            except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as error:
+                raise UpstreamError(
+                    f"the model server sent a response we cannot read: {error}"
+                ) from error
+            return _result(completion)
+
+    def _gave_up(self, problem: str) -> str:
+        return f"{problem} ({self.settings.model_max_retries + 1} attempts)"
+
+    def _step_down(self, level: ResponseFormat, error: openai.APIStatusError) -> None:
+        with self._lock:
+            if self._format == level:
+                self._format = _FORMATS[_FORMATS.index(level) + 1]
+                log.warning(
+                    "the model server refused response_format %s (%s); using %s from now on",
+                    level, _message(error), self._format,
+                )  # fmt: skip
 
 
-def _retry_after(response: httpx.Response, *, default: float, cap: float) -> float:
-    value = response.headers.get("Retry-After", "")
+def _message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return error.response.text[:300]
+
+
+def _refuses_format(error: openai.APIStatusError) -> bool:
+    text = _message(error).lower()
+    return "response_format" in text or "json_schema" in text or "json_object" in text
+
+
+def _refused(error: openai.APIStatusError) -> str:
+    return f"the model server refused the request with {error.status_code}: {_message(error)}"
+
+
+def _result(completion: Any) -> ModelResult:
     try:
-        return min(max(float(value), 0.0), cap)
-    except ValueError:
-        return default
-
-
-def _parse(response: httpx.Response) -> ModelResult:
-    payload = response.json()
-    content = payload["choices"][0]["message"]["content"]
+        content = completion.choices[0].message.content
+    except (AttributeError, IndexError, TypeError) as error:
+        raise UpstreamError(f"the model server sent a response we cannot read: {error}") from error
     if not isinstance(content, str):
-        raise TypeError("choices[0].message.content is not text")
-    usage = payload.get("usage") or {}
+        raise UpstreamError("the model server sent no text in choices[0].message.content")
+    usage = completion.usage
     return ModelResult(
         content=content,
         usage=Usage(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         ),
-        raw=payload,
+        raw=completion.model_dump(),
     )

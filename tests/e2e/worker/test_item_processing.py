@@ -93,6 +93,40 @@ def test_model_that_never_returns_json_fails_the_item_clearly(
     assert "valid JSON" in item["error"]["message"]
 
 
+TEMPLATE = 'Read the size: {"width": "Width", "height": "Height"}'
+
+
+def test_an_answer_that_does_not_fit_the_schema_is_asked_again_with_what_was_wrong(
+    caller: Caller, services: Stack, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(misshaped_next=1)
+    files = [("images", ("a.png", png_for(5), "image/png"))]
+    job = _submit(caller, files, json_mode="true", prompt=TEMPLATE)
+    assert job["status"] == "succeeded"
+    item = _items(caller, job["id"])[0]
+    # The template's values describe text: the answer's numbers come back as text.
+    assert item["parsed"] == {"width": "21", "height": "16"}
+    stats = httpx.get(f"{services.model_url}/_stats").json()
+    assert stats["calls"] == {"misshaped": 1, "ok": 2}  # a misshaped answer is an "ok" call too
+    assert stats["formats"] == {"json_schema": 2}
+    # Both calls are paid for.
+    assert item["usage"]["completion_tokens"] > len(item["content"]) // 4
+
+
+def test_an_answer_that_never_fits_fails_and_keeps_the_raw_answer(
+    caller: Caller, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(misshaped_rate=1.0)
+    files = [("images", ("a.png", png_for(5), "image/png"))]
+    job = _submit(caller, files, json_mode="true", prompt=TEMPLATE)
+    item = _items(caller, job["id"])[0]
+    assert item["status"] == "failed"
+    assert item["error"]["code"] == "invalid_model_output"
+    assert "width should be string, not an object" in item["error"]["message"]
+    assert item["content"] == '{"width": {"px": 21}, "height": [16]}'
+    assert item["parsed"] is None
+
+
 def test_one_worker_process_keeps_many_model_calls_in_flight(
     caller: Caller, services: Stack, fake_model: Callable[..., Any]
 ) -> None:

@@ -51,7 +51,30 @@ def test_extract_a_folder_to_json_lines_with_errors_per_image(tmp_path: Path) ->
     assert rows[0]["usage"]["total_tokens"] > 0
     assert rows[2]["output"] is None
     assert rows[2]["error"]["code"] == "corrupt_image"
-    assert set(rows[0]) >= {"id", "image", "output", "usage", "error"}
+    assert set(rows[0]) >= {"id", "image", "output", "usage", "error", "evidence"}
+    # The local engine grounds its own values: each is where it read it.
+    evidence = rows[0]["evidence"]
+    assert evidence["invoice_no"]["grounded"]
+    assert evidence["total"]["grounded"]
+    assert evidence["invoice_no"]["text"] == "INV-1001"
+    assert evidence["invoice_no"]["bbox"][1] < evidence["total"]["bbox"][1]
+
+
+def test_extract_gives_typed_values_with_normalize_and_no_evidence_without_grounding(
+    tmp_path: Path,
+) -> None:
+    image = _invoice(tmp_path / "a.png", "INV-1001", "45.60")
+    out = tmp_path / "out.jsonl"
+    prompt = '{"invoice_no": "Invoice Number", "date": "Date", "total": "Total"}'
+    done = _run(str(image), "--prompt", prompt, "--json", "--normalize", "--no-grounding",
+                "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())
+    assert row["output"]["date"] == "03/02/2025"
+    assert row["normalized"] == {
+        "date": "2025-02-03", "total": {"amount": "45.60", "currency": None},
+    }  # fmt: skip
+    assert "evidence" not in row
 
 
 def test_extract_from_a_manifest_with_per_line_prompts_and_a_schema_file(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from extraction.contract import ExtractionRequest, PreparedImage, Scene
 from extraction.engine.document import EngineResult, extract_document, render_content
 from extraction.engine.layout import build_page
 from extraction.engine.ocr import OcrLine, TextRecognizer
-from extraction.engine.schema import ArraySpec, FieldSpec, ObjectSpec, parse_schema
 from extraction.providers.local import LocalProvider
+from extraction.schema import ArraySpec, FieldSpec, ObjectSpec, parse_schema
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")

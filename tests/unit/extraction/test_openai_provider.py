@@ -1,4 +1,5 @@
-"""The openai provider against the fake OpenAI-compatible server on loopback."""
+"""The openai provider (the official SDK) against the fake OpenAI-compatible server on
+loopback: our error codes keep their meaning, and answers are constrained by the schema."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from core.errors import ModelTimeout, UpstreamError
 from core.settings import Settings
 from extraction.contract import ExtractionRequest, PreparedImage
 from extraction.providers.openai import OpenAIProvider
+from extraction.schema import schema_of_prompt
 from tests.sample_images import png_for, size_for
 
 IMAGE = PreparedImage(data=png_for(7), media_type="image/png", width=23, height=16)
@@ -26,8 +28,6 @@ def provider(model_server: str) -> Iterator[OpenAIProvider]:
         openai_base_url=f"{model_server}/v1",
         model_timeout=timedelta(seconds=1),
         model_max_retries=2,
-        model_retry_base=timedelta(milliseconds=20),
-        model_retry_max=timedelta(seconds=2),
     )
     provider = OpenAIProvider(settings)
     yield provider
@@ -82,9 +82,51 @@ def test_a_model_that_never_answers_fails_as_timeout(
         provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
 
 
-def test_unreadable_response_body_is_retried(
+def test_an_unreadable_response_body_is_an_upstream_error(
     provider: OpenAIProvider, fake_model: Callable[..., Any]
 ) -> None:
     fake_model(broken_body_rate=1.0)
     with pytest.raises(UpstreamError, match="cannot read"):
         provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
+
+
+def test_a_refusal_other_than_the_format_is_an_upstream_error_naming_it(
+    provider: OpenAIProvider, model_server: str
+) -> None:
+    empty = PreparedImage(data=b"", media_type="image/png", width=1, height=1)
+    with pytest.raises(UpstreamError, match="refused the request with 400"):
+        provider.extract(empty, ExtractionRequest(prompt="Read"))
+    assert _calls(model_server) == {"bad_request": 1}
+
+
+SCHEMA = schema_of_prompt('Read {"width": "Width", "height": "Height"}')
+
+
+def test_a_schema_goes_as_a_strict_json_schema(provider: OpenAIProvider, model_server: str) -> None:
+    request = ExtractionRequest(prompt="Read", json_mode=True, schema=SCHEMA)
+    provider.extract(IMAGE, request)
+    assert httpx.get(f"{model_server}/_stats").json()["formats"] == {"json_schema": 1}
+
+
+def test_a_server_that_refuses_json_schema_gets_json_object_from_then_on(
+    provider: OpenAIProvider, model_server: str, fake_model: Callable[..., Any]
+) -> None:
+    fake_model(json_schema=0)
+    request = ExtractionRequest(prompt="Read", json_mode=True, schema=SCHEMA)
+    width, height = size_for(7)
+    assert json.loads(provider.extract(IMAGE, request).content) == {
+        "width": width, "height": height,
+    }  # fmt: skip
+    provider.extract(IMAGE, request)
+    stats = httpx.get(f"{model_server}/_stats").json()
+    assert stats["formats"] == {"json_schema": 1, "json_object": 2}
+    assert stats["calls"] == {"format_refused": 1, "ok": 2}
+
+
+def test_without_a_schema_json_mode_asks_for_a_json_object(
+    provider: OpenAIProvider, model_server: str
+) -> None:
+    provider.extract(IMAGE, ExtractionRequest(prompt="Read", json_mode=True))
+    provider.extract(IMAGE, ExtractionRequest(prompt="Read"))
+    formats = httpx.get(f"{model_server}/_stats").json()["formats"]
+    assert formats == {"json_object": 1, "none": 1}

@@ -169,3 +169,35 @@ def empty_value(spec: Spec) -> Any:
     if isinstance(spec, ArraySpec):
         return []
     return None
+
+
+def _leaf_type(spec: FieldSpec) -> str:
+    if spec.json_type in ("number", "integer", "boolean"):
+        return spec.json_type
+    return "string"
+
+
+def to_json_schema(spec: Spec) -> dict[str, Any]:
+    """The JSON Schema an answer must fit: every key required, no others, every leaf
+    nullable (a value the image does not show is null). Objects and arrays are never null:
+    an object's leaves are, and an array may be empty. This is the subset that OpenAI's
+    strict structured outputs accept."""
+    if isinstance(spec, ObjectSpec):
+        return {
+            "type": "object",
+            "description": spec.description,
+            "properties": {child.key: to_json_schema(child) for child in spec.fields},
+            "required": [child.key for child in spec.fields],
+            "additionalProperties": False,
+        }
+    if isinstance(spec, ArraySpec):
+        items = to_json_schema(spec.item)
+        return {"type": "array", "description": spec.description, "items": items}
+    # No "format": strict servers refuse most of them; the description carries the meaning.
+    return {"type": [_leaf_type(spec), "null"], "description": spec.description}
+
+
+def schema_of_prompt(prompt: str) -> dict[str, Any] | None:
+    """The JSON Schema of the answer a prompt asks for; None when it asks for free text."""
+    spec = parse_schema(prompt)
+    return to_json_schema(spec) if spec is not None else None

@@ -1,0 +1,77 @@
+"""Evidence for a remote model's answer: the image read by the OCR engine we ship, on the
+cpu queue, once per image, then every value of the answer matched against what is printed
+(extraction.grounding). The item ends here: its answer was kept on it, still running under
+the model's attempt, by core.jobs.hold_for_grounding.
+
+An image that cannot be read for its evidence (gone, undecodable, its URL failing now) ends
+with its answer and no evidence; while image storage is away it waits, as the model's
+images do.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from core import broker
+from core import jobs as jobs_service
+from core.broker import Queue, TaskName
+from core.errors import ImageExtractError, StorageUnavailable
+from db import jobs as jobs_repository
+from db.engine import unit_of_work
+from db.models import ItemStatus
+from extraction.grounding import ground
+from extraction.providers.local import LocalProvider
+from worker.image_fetch import fetch_image
+from worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+STORAGE_RETRY_DELAY = 2.0
+
+
+def ground_item(runtime: WorkerRuntime, item_id: uuid.UUID, attempt: int) -> None:
+    with unit_of_work(runtime.session_factory) as session:
+        item = jobs_repository.get_item(session, item_id)
+        if item is None or item.status != ItemStatus.RUNNING or item.attempts != attempt:
+            return  # ended meanwhile (cancelled, or run again after its lease)
+        session.expunge(item)
+    name = f"images[{item.index}]"
+    evidence = None
+    try:
+        if item.storage_key:
+            data = runtime.store.read(item.storage_key)
+        else:
+            data = fetch_image(
+                runtime.fetch_client, item.source_url or "",
+                max_bytes=runtime.settings.max_image_bytes, name=name,
+            )  # fmt: skip
+        reader = runtime.provider("local")
+        if not isinstance(reader, LocalProvider):
+            raise TypeError("the local provider is the one that reads printed text")
+        evidence = ground(item.parsed, reader.read(data))
+    except StorageUnavailable as error:
+        log.warning("item %s waits for image storage to be grounded: %s", item_id, error.message)
+        broker.send(
+            TaskName.GROUND_ITEMS, str(item_id), attempt, queue=Queue.CPU,
+            countdown=STORAGE_RETRY_DELAY,
+        )  # fmt: skip
+        return
+    except (ImageExtractError, FileNotFoundError) as error:
+        log.warning("item %s ends without evidence: %s", item_id, error)
+    outcome = jobs_service.ItemOutcome(
+        succeeded=True,
+        content=item.content,
+        parsed=item.parsed,
+        prompt_tokens=item.prompt_tokens,
+        completion_tokens=item.completion_tokens,
+        model_ms=item.model_ms,
+        evidence=evidence,
+        normalized=item.normalized,
+    )
+    with unit_of_work(runtime.session_factory) as session:
+        written = jobs_service.record_attempt_outcomes(
+            session, item.job_id, [(item.id, attempt, outcome)]
+        )
+    if written and item.storage_key:
+        runtime.store.delete(item.storage_key)
