@@ -49,10 +49,20 @@ def _held_with_a_full_house(
     door. Returns the job and how many calls wait."""
     fake_model(hold=1)
     job_id = _submit(caller, range(count), **fields)
-    arrivals = _wait_for_arrivals(services, 8)
-    time.sleep(0.5)  # every free thread has claimed by now
-    held = len(_arrivals(services))
-    assert held == len(arrivals) or held >= 8
+    _wait_for_arrivals(services, 8)
+    # Settled: every image the job has running waits at the model's door (none is still
+    # being claimed or read from storage), and that stays so for a moment.
+    deadline, settled_since, held = time.monotonic() + 20, None, -1
+    while settled_since is None or time.monotonic() - settled_since < 0.3:
+        assert time.monotonic() < deadline, (held, _arrivals(services))
+        running = caller.client.get(f"/v1/jobs/{job_id}").json()["counts"]["running"]
+        waiting = len(_arrivals(services))
+        if waiting == running and waiting == held:
+            settled_since = settled_since or time.monotonic()
+        else:
+            settled_since, held = None, waiting if waiting == running else -1
+        time.sleep(0.05)
+    assert held >= 8
     return job_id, held
 
 
