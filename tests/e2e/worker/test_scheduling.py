@@ -44,33 +44,46 @@ def _submit(caller: Caller, indexes: range | list[int], **fields: str) -> str:
 
 def _held_with_a_full_house(
     caller: Caller, services: Stack, fake_model: Callable[..., Any], count: int = 300, **fields: str
-) -> tuple[str, int]:
+) -> tuple[str, set[tuple[int, int]]]:
     """Hold the model, submit ``count`` images: every model thread ends up waiting at the
-    door. Returns the job and how many calls wait."""
+    door. Returns the job and the images that wait there (by size).
+
+    Settled means: every image the job has running has reached the model (none is still
+    being claimed or read from storage), and that stays so for a moment. Images are told
+    apart by size: a call the client retried after its timeout arrives twice.
+    """
     fake_model(hold=1)
     job_id = _submit(caller, range(count), **fields)
     _wait_for_arrivals(services, 8)
-    # Settled: every image the job has running waits at the model's door (none is still
-    # being claimed or read from storage), and that stays so for a moment.
-    deadline, settled_since, held = time.monotonic() + 20, None, -1
+    deadline, settled_since = time.monotonic() + 20, None
+    waiting: set[tuple[int, int]] = set()
     while settled_since is None or time.monotonic() - settled_since < 0.3:
-        assert time.monotonic() < deadline, (held, _arrivals(services))
         running = caller.client.get(f"/v1/jobs/{job_id}").json()["counts"]["running"]
-        waiting = len(_arrivals(services))
-        if waiting == running and waiting == held:
+        now_waiting = set(_arrivals(services))
+        assert time.monotonic() < deadline, (running, sorted(now_waiting))
+        if len(now_waiting) == running and now_waiting == waiting:
             settled_since = settled_since or time.monotonic()
         else:
-            settled_since, held = None, waiting if waiting == running else -1
+            settled_since, waiting = None, now_waiting
         time.sleep(0.05)
-    assert held >= 8
-    return job_id, held
+    assert len(waiting) >= 8
+    return job_id, waiting
 
 
 def _release_one_and_see_next(
-    services: Stack, fake_model: Callable[..., Any], seen: int
+    services: Stack, fake_model: Callable[..., Any], seen: set[tuple[int, int]]
 ) -> tuple[int, int]:
+    """Let one held call through; the next image to reach the model (not one seen before,
+    nor a retry of one), which joins ``seen``."""
     fake_model(release=1)
-    return _wait_for_arrivals(services, seen + 1)[seen]
+    deadline = time.monotonic() + 30
+    while True:
+        new = [size for size in _arrivals(services) if size not in seen]
+        if new:
+            seen.add(new[0])
+            return new[0]
+        assert time.monotonic() < deadline, "no new image reached the model"
+        time.sleep(0.02)
 
 
 def test_a_single_image_goes_before_a_running_batch_of_another_account(
@@ -80,10 +93,10 @@ def test_a_single_image_goes_before_a_running_batch_of_another_account(
     fake_model: Callable[..., Any],
 ) -> None:
     batch, single = make_caller("nightly"), make_caller("app")
-    _, held = _held_with_a_full_house(batch, services, fake_model)
+    _, seen = _held_with_a_full_house(batch, services, fake_model)
     app_job = _submit(single, [MARKED[0]])
     time.sleep(0.3)  # its tokens sit behind the batch's in the queue
-    assert _release_one_and_see_next(services, fake_model, held) == size_for(MARKED[0])
+    assert _release_one_and_see_next(services, fake_model, seen) == size_for(MARKED[0])
     fake_model(hold=0)
     assert wait_for_job(single.client, app_job)["status"] == "succeeded"
 
@@ -97,12 +110,12 @@ def test_priority_goes_before_fair_share(
     """An interactive job of the busy account goes first; a batch job of an idle account
     waits behind normal work, though its account has nothing in flight."""
     busy, idle = make_caller("busy"), make_caller("idle")
-    _, held = _held_with_a_full_house(busy, services, fake_model)
+    _, seen = _held_with_a_full_house(busy, services, fake_model)
     _submit(idle, [MARKED[1]], priority="batch")
     _submit(busy, [MARKED[0]], priority="interactive")
     time.sleep(0.3)
-    assert _release_one_and_see_next(services, fake_model, held) == size_for(MARKED[0])
-    after = _release_one_and_see_next(services, fake_model, held + 1)
+    assert _release_one_and_see_next(services, fake_model, seen) == size_for(MARKED[0])
+    after = _release_one_and_see_next(services, fake_model, seen)
     assert after != size_for(MARKED[1])  # still the busy account's normal job
     assert after[1] < 25
 
@@ -114,10 +127,10 @@ def test_fair_share_serves_the_account_with_fewer_images_in_flight(
     fake_model: Callable[..., Any],
 ) -> None:
     first, second = make_caller("first"), make_caller("second")
-    _, held = _held_with_a_full_house(first, services, fake_model)
+    _, seen = _held_with_a_full_house(first, services, fake_model)
     _submit(second, [1000 + i for i in range(20)])  # heights 26: the second account's
     time.sleep(0.3)
-    nexts = [_release_one_and_see_next(services, fake_model, held + step)[1] for step in range(8)]
+    nexts = [_release_one_and_see_next(services, fake_model, seen)[1] for _ in range(8)]
     # The second account has none in flight against the first's full house: it gets each
     # thread that frees up.
     assert nexts == [26] * 8
@@ -126,21 +139,21 @@ def test_fair_share_serves_the_account_with_fewer_images_in_flight(
 def test_within_an_account_the_job_with_fewer_in_flight_goes_first(
     caller: Caller, services: Stack, fake_model: Callable[..., Any]
 ) -> None:
-    _, held = _held_with_a_full_house(caller, services, fake_model)
+    _, seen = _held_with_a_full_house(caller, services, fake_model)
     _submit(caller, [MARKED[0]])
     time.sleep(0.3)
-    assert _release_one_and_see_next(services, fake_model, held) == size_for(MARKED[0])
+    assert _release_one_and_see_next(services, fake_model, seen) == size_for(MARKED[0])
 
 
 def test_a_job_shows_its_priority_and_the_images_ahead_of_it(
     caller: Caller, services: Stack, fake_model: Callable[..., Any]
 ) -> None:
-    first, held = _held_with_a_full_house(caller, services, fake_model, count=100)
+    first, seen = _held_with_a_full_house(caller, services, fake_model, count=100)
     later = _submit(caller, range(5))
     job = caller.client.get(f"/v1/jobs/{later}").json()
     assert job["priority"] == "normal"
     # The account's older job of the same priority runs first: its images still waiting.
-    assert job["images_ahead"] == 100 - held
+    assert job["images_ahead"] == 100 - len(seen)
     urgent = _submit(caller, range(3), priority="interactive")
     assert caller.client.get(f"/v1/jobs/{urgent}").json()["images_ahead"] == 0
     fake_model(hold=0)
