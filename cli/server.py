@@ -29,18 +29,13 @@ def require_storage() -> str:
     """Exit with the reason when image storage does not answer (a store that is down, a
     missing bucket, wrong credentials): better now than on the first upload."""
     from core.errors import StorageUnavailable
-    from core.storage import open_store
+    from core.storage import check_store
 
     try:
-        store = open_store(get_settings())
-        try:
-            store.check()
-        finally:
-            store.close()
+        return check_store(get_settings())
     except (StorageUnavailable, ValueError) as error:
         click.echo(f"error: {getattr(error, 'message', error)}", err=True)
         sys.exit(1)
-    return store.description
 
 
 def _run_api(host: str, port: int, **options: Any) -> None:

@@ -112,6 +112,17 @@ def open_store(settings: Settings) -> ImageStore:
     raise ValueError(f"IMAGEEXTRACT_STORAGE_URL {url!r}: use file:///path or s3://bucket/prefix")
 
 
+def check_store(settings: Settings) -> str:
+    """Open the store the settings name, check it (StorageUnavailable, or ValueError for a
+    URL we do not take, saying why) and close it; returns its description."""
+    store = open_store(settings)
+    try:
+        store.check()
+    finally:
+        store.close()
+    return store.description
+
+
 def _done(error: BaseException | None = None) -> Future[None]:
     future: Future[None] = Future()
     if error is None:

@@ -10,7 +10,7 @@ from celery.signals import worker_process_init, worker_ready
 from core.broker import celery_app
 from core.errors import StorageUnavailable
 from core.settings import get_settings
-from core.storage import open_store
+from core.storage import check_store
 from worker import runtime
 from worker.consumer_watchdog import ConsumerWatchdog
 from worker.tasks import items, jobs, maintenance, webhooks
@@ -30,15 +30,12 @@ log = logging.getLogger(__name__)
 def _say_whether_storage_answers(**_kwargs: Any) -> None:
     """A store that is down, a missing bucket or wrong credentials, said at start. The
     worker keeps running: its images wait in the queue until the store answers."""
-    store = open_store(get_settings())
     try:
-        store.check()
+        described = check_store(get_settings())
     except StorageUnavailable as error:
         log.error("%s. Images wait in the queue until it answers.", error.message)
     else:
-        log.info("image storage %s answers", store.description)
-    finally:
-        store.close()
+        log.info("image storage %s answers", described)
 
 
 @worker_process_init.connect

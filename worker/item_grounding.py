@@ -22,12 +22,10 @@ from db.engine import unit_of_work
 from db.models import ItemStatus
 from extraction.grounding import ground
 from extraction.providers.local import LocalProvider
-from worker.image_fetch import fetch_image
+from worker.item_processing import STORAGE_RETRY_DELAY, read_image
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
-
-STORAGE_RETRY_DELAY = 2.0
 
 
 def ground_item(runtime: WorkerRuntime, item_id: uuid.UUID, attempt: int) -> None:
@@ -39,13 +37,7 @@ def ground_item(runtime: WorkerRuntime, item_id: uuid.UUID, attempt: int) -> Non
     name = f"images[{item.index}]"
     evidence = None
     try:
-        if item.storage_key:
-            data = runtime.store.read(item.storage_key)
-        else:
-            data = fetch_image(
-                runtime.fetch_client, item.source_url or "",
-                max_bytes=runtime.settings.max_image_bytes, name=name,
-            )  # fmt: skip
+        data = read_image(runtime, item.storage_key, item.source_url, name)
         reader = runtime.provider("local")
         if not isinstance(reader, LocalProvider):
             raise TypeError("the local provider is the one that reads printed text")
@@ -57,7 +49,7 @@ def ground_item(runtime: WorkerRuntime, item_id: uuid.UUID, attempt: int) -> Non
             countdown=STORAGE_RETRY_DELAY,
         )  # fmt: skip
         return
-    except (ImageExtractError, FileNotFoundError) as error:
+    except ImageExtractError as error:
         log.warning("item %s ends without evidence: %s", item_id, error)
     outcome = jobs_service.ItemOutcome(
         succeeded=True,

@@ -304,32 +304,36 @@ def _write(runtime: WorkerRuntime, ready: list[Done], queue: Queue) -> None:
     runtime.store.delete_many(done_with)
 
 
+def read_image(
+    runtime: WorkerRuntime, storage_key: str | None, source_url: str | None, name: str
+) -> bytes:
+    """An item's image: its temporary file, or its URL fetched. ImageExtractError when the
+    file is gone or the URL fails; StorageUnavailable while image storage is away."""
+    if not storage_key:
+        return fetch_image(
+            runtime.fetch_client, source_url or "",
+            max_bytes=runtime.settings.max_image_bytes, name=name,
+        )  # fmt: skip
+    try:
+        return runtime.store.read(storage_key)
+    except FileNotFoundError as error:
+        raise ImageExtractError(f"{name}: its temporary file is gone", input=name) from error
+
+
 def _run_model(
     runtime: WorkerRuntime, claimed: jobs_repository.ClaimedItem, snapshot: JobSnapshot, name: str
 ) -> jobs_service.ItemOutcome:
     settings = runtime.settings
     try:
-        if claimed.storage_key:
-            try:
-                data = runtime.store.read(claimed.storage_key)
-            except FileNotFoundError as error:
-                raise ImageExtractError(
-                    f"{name}: its temporary file is gone", input=name
-                ) from error
-            except StorageUnavailable as error:
-                log.warning("item %s waits for image storage: %s", claimed.id, error.message)
-                return jobs_service.ItemOutcome(
-                    succeeded=False,
-                    error_code="internal_error",
-                    error_message=f"{name}: {error.message}; it runs again once storage answers",
-                    requeue=True,
-                )
-        else:
-            data = fetch_image(
-                runtime.fetch_client,
-                claimed.source_url or "",
-                max_bytes=settings.max_image_bytes,
-                name=name,
+        try:
+            data = read_image(runtime, claimed.storage_key, claimed.source_url, name)
+        except StorageUnavailable as error:
+            log.warning("item %s waits for image storage: %s", claimed.id, error.message)
+            return jobs_service.ItemOutcome(
+                succeeded=False,
+                error_code="internal_error",
+                error_message=f"{name}: {error.message}; it runs again once storage answers",
+                requeue=True,
             )
         prepared = prepare_image(
             data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels, name=name
