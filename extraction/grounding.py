@@ -193,17 +193,24 @@ def dates_in(text: str) -> set[date]:
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
+    """Lines matched as one: their text, its plain form and their box, made once and
+    compared with every value."""
+
     lines: tuple[PrintedLine, ...]
     text: str
+    plain: str
+    box: Box
 
-    @property
-    def box(self) -> Box:
-        return (
-            min(line.box[0] for line in self.lines),
-            min(line.box[1] for line in self.lines),
-            max(line.box[2] for line in self.lines),
-            max(line.box[3] for line in self.lines),
+    @classmethod
+    def of(cls, lines: tuple[PrintedLine, ...]) -> _Candidate:
+        text = " ".join(line.text for line in lines)
+        box = (
+            min(line.box[0] for line in lines),
+            min(line.box[1] for line in lines),
+            max(line.box[2] for line in lines),
+            max(line.box[3] for line in lines),
         )
+        return cls(lines, text, _plain(text), box)
 
     @property
     def confidence(self) -> float:
@@ -235,16 +242,17 @@ def candidates(lines: Sequence[PrintedLine]) -> list[_Candidate]:
     for size in range(1, WINDOW_LINES + 1):
         for start in range(len(ordered) - size + 1):
             window = tuple(ordered[start : start + size])
-            found.append(_Candidate(window, " ".join(line.text for line in window)))
+            found.append(_Candidate.of(window))
     return found
 
 
 # --- matching --------------------------------------------------------------------------------
 
 
-def _text_match(value: str, candidate: _Candidate) -> tuple[float, str, Box]:
-    """Similarity (0 to 1) of a text value to a candidate, the run as printed and its box."""
-    wanted, printed = _plain(value), _plain(candidate.text)
+def _text_match(wanted: str, candidate: _Candidate) -> tuple[float, str, Box]:
+    """Similarity (0 to 1) of a text value (plain) to a candidate, the run as printed and
+    its box."""
+    printed = candidate.plain
     if not wanted or not printed:
         return 0.0, candidate.text, candidate.box
     whole = fuzz.ratio(wanted, printed) / 100
@@ -304,10 +312,30 @@ def _plain_map(text: str) -> tuple[str, list[int]]:
     return "".join(chars), where
 
 
-def _score(value: Any, candidate: _Candidate) -> tuple[float, str, Box]:
+@dataclass(frozen=True, slots=True)
+class _Value:
+    """What a value is, read once and compared with every candidate."""
+
+    text: str
+    plain: str
+    days: frozenset[date]
+    amount: Decimal | None
+    # Digit runs of a short text, which must be printed exactly.
+    digit_runs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, value: Any) -> _Value:
+        text = str(value)
+        # Numbers inside a short text (an invoice number, a phone) are matched exactly: a
+        # fuzzy match would take INV-20415 for INV-20451. In a long one (an address) an OCR
+        # slip in a postcode weighs as any other character.
+        runs = tuple(_DIGIT_RUN.findall(text)) if len(text.split()) <= 3 else ()
+        return cls(text, _plain(text), frozenset(dates_in(text)), amount_of(value), runs)
+
+
+def _score(value: _Value, candidate: _Candidate) -> tuple[float, str, Box]:
     # A typed value (a day, an amount; "20200113" may be either) is found by its value.
-    days = dates_in(str(value))
-    amount = amount_of(value)
+    days, amount = value.days, value.amount
     if days and len(candidate.lines) <= 2 and days & dates_in(candidate.text):
         return 1.0, candidate.text, candidate.box
     if amount is not None and len(candidate.lines) == 1:
@@ -318,23 +346,19 @@ def _score(value: Any, candidate: _Candidate) -> tuple[float, str, Box]:
             return 0.95, candidate.text, candidate.box
     if days or amount is not None:
         return 0.0, candidate.text, candidate.box
-    text = str(value)
-    score, printed, box = _text_match(text, candidate)
-    # Numbers inside a short text (an invoice number, a phone) are matched exactly: a fuzzy
-    # match would take INV-20415 for INV-20451. In a long one (an address) an OCR slip in a
-    # postcode weighs as any other character.
-    wanted = _DIGIT_RUN.findall(text) if len(text.split()) <= 3 else []
-    if wanted:
+    score, printed, box = _text_match(value.plain, candidate)
+    if value.digit_runs:
         runs = "|".join(_DIGIT_RUN.findall(printed))
-        if not all(run in runs for run in wanted):
+        if not all(run in runs for run in value.digit_runs):
             score *= 0.5
     return score, printed, box
 
 
 def ground_value(value: Any, pool: Sequence[_Candidate]) -> Evidence:
+    read = _Value.of(value)
     best: tuple[float, str, Box, _Candidate] | None = None
     for candidate in pool:
-        score, text, box = _score(value, candidate)
+        score, text, box = _score(read, candidate)
         if best is None or score > best[0] + 1e-9:
             best = (score, text, box, candidate)
             if score >= 1.0:
