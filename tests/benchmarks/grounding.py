@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tests.benchmarks.grounding [--data ../shared/data/sroie-dev] [--limit N]
 
-For each receipt the image is read by the OCR engine we ship (once), then the labelled
+For each receipt the image is read by the OCR engine we ship (once, at the grounding
+reader's scale unless ``--detection-side`` says otherwise), then the labelled
 values are grounded as a model's answer would be (extraction.grounding.ground). Figures:
 
 - true values grounded: share of non-null labelled values with ``grounded: true`` whose box
@@ -22,6 +23,7 @@ import argparse
 import json
 import statistics
 import time
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from extraction.contract import PrintedLine
 from extraction.engine.document import decode_image, printed_lines
 from extraction.engine.ocr import TextRecognizer
 from extraction.grounding import _plain, amount_of, amounts_in, dates_in, ground
+from extraction.providers.local import GROUNDING_DETECTION_SIDE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,10 +68,7 @@ def wrong_value(field: str, fields: dict[str, str], other_company: str) -> str |
         days = sorted(dates_in(value))
         if not days:
             return None
-        shifted = days[0].toordinal() + 3
-        from datetime import date
-
-        later = date.fromordinal(shifted)
+        later = date.fromordinal(days[0].toordinal() + 3)
         return f"{later.day:02d}/{later.month:02d}/{later.year}"
     amount = amount_of(value)
     if amount is None:
@@ -80,16 +80,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/sroie-dev")
     parser.add_argument("--limit", type=int, default=0)
-    parser.add_argument("--detection-side", type=int, default=None)
+    # The grounding reader's scale (what the product uses to ground a remote answer).
+    parser.add_argument("--detection-side", type=int, default=GROUNDING_DETECTION_SIDE)
     args = parser.parse_args()
     records = [json.loads(line) for line in (args.data / "labels.jsonl").open()]
     if args.limit:
         records = records[: args.limit]
-    recognizer = (
-        TextRecognizer(threads=1, detection_side=args.detection_side)
-        if args.detection_side
-        else TextRecognizer(threads=1)
-    )
+    recognizer = TextRecognizer(threads=1, detection_side=args.detection_side)
     recognizer.warm_up()
     true_total = true_grounded = true_boxed = 0
     wrong_total = wrong_caught = 0
