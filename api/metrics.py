@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from core import broker
 from db import metrics as metrics_repository
+from db import provider_batches as provider_batches_repository
 from db.engine import unit_of_work
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class _DatabaseCollector(Collector):
             items = metrics_repository.items_by_status(session)
             failures = metrics_repository.failures_by_code(session)
             waiting = metrics_repository.waiting_by_priority(session)
+            batches = provider_batches_repository.open_by_status(session)
             buckets, count, total_ms = metrics_repository.model_latency_buckets(
                 session, LATENCY_BOUNDS_MS
             )
@@ -53,6 +55,15 @@ class _DatabaseCollector(Collector):
         for priority in ("interactive", "normal", "batch"):
             for status in ("queued", "running"):
                 family.add_metric([priority, status], waiting.get((priority, status), 0))
+        yield family
+        family = GaugeMetricFamily(
+            "imageextract_provider_batches_open",
+            "Batches at the provider's Batch API whose outcomes are not all recorded yet, by "
+            "their status (building: not sent yet)",
+            labels=["status"],
+        )
+        for status, value in sorted(batches.items()):
+            family.add_metric([status], value)
         yield family
         family = GaugeMetricFamily(
             "imageextract_item_failures", "Failed images by error code", labels=["code"]

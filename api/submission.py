@@ -28,7 +28,7 @@ from core import jobs as jobs_service
 from core.errors import FieldTooLarge, InvalidRequest, MissingField, ModelTimeout, NotFound
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
-from db.models import Account, Job, JobItem, JobPriority
+from db.models import Account, Job, JobItem, JobMode, JobPriority
 from extraction.contract import Scene
 
 WEBHOOK_URL_NAMES = ("webhook_url", "webhookUrl")
@@ -92,7 +92,19 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
             else None
         ),
         normalize=_flag(fields.get("normalize", False), "normalize"),
+        mode=_mode(fields.get("mode")),
     )
+
+
+def _mode(value: Any) -> JobMode:
+    if value is None or value == "":
+        return JobMode.LIVE
+    try:
+        return JobMode(str(value).strip().lower())
+    except ValueError as error:
+        raise InvalidRequest(
+            f"mode must be one of {', '.join(JobMode)}, not {str(value)[:50]!r}", input="mode"
+        ) from error
 
 
 def parse_priority(value: Any, name: str = "priority") -> JobPriority | None:

@@ -24,6 +24,8 @@ class TaskName(enum.StrEnum):
     FINALIZE_JOB = "jobs.finalize_job"
     PROCESS_ITEMS = "extraction.process_items"
     GROUND_ITEMS = "extraction.ground_items"
+    BUILD_BATCHES = "batches.build"
+    POLL_BATCHES = "batches.poll"
     DELIVER_WEBHOOKS = "webhooks.deliver_due"
     MAINTENANCE_SWEEP = "maintenance.sweep"
 
@@ -78,12 +80,20 @@ def configure(app: Celery, settings: Settings) -> None:
             TaskName.DELIVER_WEBHOOKS: {"queue": Queue.DEFAULT},
             TaskName.MAINTENANCE_SWEEP: {"queue": Queue.DEFAULT},
             TaskName.GROUND_ITEMS: {"queue": Queue.CPU},
+            # The batch lane talks to the provider, as the model queue's workers do.
+            TaskName.BUILD_BATCHES: {"queue": Queue.MODEL},
+            TaskName.POLL_BATCHES: {"queue": Queue.MODEL},
         },
         beat_schedule={
             "maintenance": {
                 "task": str(TaskName.MAINTENANCE_SWEEP),
                 "schedule": settings.maintenance_interval.total_seconds(),
                 "options": {"expires": settings.maintenance_interval.total_seconds()},
+            },
+            "poll-provider-batches": {
+                "task": str(TaskName.POLL_BATCHES),
+                "schedule": settings.batch_poll_interval.total_seconds(),
+                "options": {"expires": max(2 * settings.batch_poll_interval.total_seconds(), 5.0)},
             },
             "deliver-webhooks": {
                 "task": str(TaskName.DELIVER_WEBHOOKS),

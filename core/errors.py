@@ -41,6 +41,8 @@ class ErrorKind(enum.Enum):
     INVALID_MODEL_OUTPUT = KindSpec(
         "invalid_model_output", 502, 261999, True, "Model returned invalid output"
     )
+    # A batch-lane image the provider did not run within its completion window.
+    BATCH_EXPIRED = KindSpec("batch_expired", 504, 261101, True, "Batch expired")
     INTERNAL_ERROR = KindSpec("internal_error", 500, 261999, True, "Internal error")
     STORAGE_UNAVAILABLE = KindSpec(
         "storage_unavailable", 503, 261999, True, "Image storage unavailable"
@@ -132,6 +134,10 @@ class UpstreamError(ImageExtractError):
 
 class InvalidModelOutput(ImageExtractError):
     kind = ErrorKind.INVALID_MODEL_OUTPUT
+
+
+class BatchExpired(ImageExtractError):
+    kind = ErrorKind.BATCH_EXPIRED
 
 
 class InternalError(ImageExtractError):

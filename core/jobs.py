@@ -18,11 +18,12 @@ from core import broker
 from core import credits as credits_service
 from core import webhooks as webhooks_service
 from core.broker import Queue, TaskName
-from core.errors import Conflict, ErrorKind, Gone, MissingField, TooManyImages
+from core.errors import Conflict, ErrorKind, Gone, InvalidRequest, MissingField, TooManyImages
 from core.settings import PROVIDERS, Settings
 from core.storage import ImageStore
 from db import jobs as jobs_repository
-from db.models import Account, ItemStatus, Job, JobPriority, JobStatus
+from db import provider_batches as provider_batches_repository
+from db.models import Account, ItemStatus, Job, JobMode, JobPriority, JobStatus, Lane
 from extraction.contract import Scene
 
 
@@ -30,8 +31,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def price(settings: Settings, image_count: int) -> int:
-    return settings.credits_per_job + settings.credits_per_image * image_count
+# Providers with a Batch API: their jobs may ask for mode batch (worker.batch_lane).
+BATCH_PROVIDERS = ("openai",)
+
+
+def price_per_image(settings: Settings, mode: JobMode = JobMode.LIVE) -> int:
+    if mode == JobMode.BATCH:
+        return settings.resolved_batch_price_per_image
+    return settings.credits_per_image
+
+
+def price(settings: Settings, image_count: int, mode: JobMode = JobMode.LIVE) -> int:
+    return settings.credits_per_job + price_per_image(settings, mode) * image_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,9 @@ class JobOptions:
     grounding: bool | None = None
     # Typed dates and amounts beside the printed values.
     normalize: bool = False
+    # batch: through the provider's Batch API, within its completion window, at the batch
+    # price (worker.batch_lane).
+    mode: JobMode = JobMode.LIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,12 @@ def submit_job(
             f"{len(images)} images sent; a job takes at most {settings.max_images_per_job}",
             input="images",
         )
+    if options.mode == JobMode.BATCH and settings.model_provider not in BATCH_PROVIDERS:
+        raise InvalidRequest(
+            f"mode batch needs a provider with a Batch API ({', '.join(BATCH_PROVIDERS)}); "
+            f"this server runs the {settings.model_provider} provider: use mode live",
+            input="mode",
+        )
     job = Job(
         id=job_id or uuid.uuid4(),
         account_id=account.id,
@@ -114,14 +134,15 @@ def submit_job(
         scene=options.scene,
         model=options.model,
         provider=settings.model_provider,
+        mode=options.mode,
         webhook_url=options.webhook_url,
         user_metadata=options.metadata,
         item_count=len(images),
         total_bytes=sum(image.byte_size or 0 for image in images),
-        credits_per_image=settings.credits_per_image,
+        credits_per_image=price_per_image(settings, options.mode),
         results_ttl_seconds=options.results_ttl_seconds
         or int(settings.results_ttl.total_seconds()),
-        credits_reserved=price(settings, len(images)),
+        credits_reserved=price(settings, len(images), options.mode),
         created_at=utcnow(),
     )
     rows = [
@@ -129,6 +150,7 @@ def submit_job(
             "id": uuid.uuid4(),
             "index": image.index,
             "status": ItemStatus.QUEUED,
+            "lane": Lane.BATCH if options.mode == JobMode.BATCH else Lane.LIVE,
             "source_kind": image.source_kind,
             "source_name": image.source_name,
             "source_url": image.source_url,
@@ -157,6 +179,9 @@ def cancel_job(session: Session, job: Job) -> list[str]:
     # claiming an item holds it while it marks the job running.
     cancelled = jobs_repository.cancel_queued_items(session, job.id, now)
     jobs_repository.set_job_cancelled(session, job.id, now)
+    # Its provider batches are cancelled at the provider by the next poll; what the provider
+    # finished before that is kept (and charged), the rest is cancelled and refunded.
+    provider_batches_repository.request_cancel(session, job.id, now)
     progress = jobs_repository.add_to_job_counters(session, job.id, cancelled=len(cancelled))
     credits_service.refund(
         session, progress.account_id, job.id, progress.refunded, note="cancelled images"
@@ -247,6 +272,67 @@ def hold_for_grounding(
             session, TaskName.GROUND_ITEMS, str(item_id), attempt, queue=Queue.CPU
         )
     return held
+
+
+def ground_batch_answers(
+    session: Session,
+    settings: Settings,
+    answers: Sequence[tuple[uuid.UUID, int, str | None, ItemOutcome]],
+) -> None:
+    """Batch-lane answers whose evidence is still to come: their image (put back in
+    storage: ``key``) is read on the cpu queue, as a live answer's is (hold_for_grounding)."""
+    moved = set(
+        provider_batches_repository.to_live_lane(
+            session, [(item_id, attempt, key, "", "") for item_id, attempt, key, _o in answers],
+            queued=False,
+        )
+    )  # fmt: skip
+    hold_for_grounding(
+        session, settings,
+        [(item_id, attempt, outcome) for item_id, attempt, _k, outcome in answers
+         if item_id in moved],
+        utcnow(),
+    )  # fmt: skip
+
+
+def retry_in_live_lane(
+    session: Session,
+    settings: Settings,
+    failures: Sequence[tuple[uuid.UUID, int, str | None, ItemOutcome]],
+) -> None:
+    """Batch-lane images whose line failed run once more as live calls: queued in the live
+    lane (their image put back in storage: ``key``), the failure kept on them meanwhile,
+    and claim tokens sent once this commits."""
+    moved = provider_batches_repository.to_live_lane(
+        session,
+        [
+            (item_id, attempt, key, outcome.error_code or "", outcome.error_message or "")
+            for item_id, attempt, key, outcome in failures
+        ],
+        queued=True,
+    )
+    size = batch_size(settings, Queue.MODEL)
+    for start in range(0, len(moved), size):
+        broker.enqueue_after_commit(
+            session, TaskName.PROCESS_ITEMS, [], min(size, len(moved) - start), str(Queue.MODEL),
+            queue=Queue.MODEL,
+        )  # fmt: skip
+
+
+def cancel_batch_items(session: Session, job_id: uuid.UUID, item_ids: Sequence[uuid.UUID]) -> None:
+    """A cancelled job's images that its provider batch did not run: cancelled, refunded,
+    and counted towards the job."""
+    cancelled = provider_batches_repository.cancel_items(
+        session, item_ids, utcnow(), "the job was cancelled before the provider ran this image"
+    )
+    if not cancelled:
+        return
+    progress = jobs_repository.add_to_job_counters(session, job_id, cancelled=cancelled)
+    credits_service.refund(
+        session, progress.account_id, job_id, progress.refunded, note="cancelled images"
+    )
+    if progress.complete:
+        broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job_id))
 
 
 def release_attempts(
@@ -510,6 +596,7 @@ def purge_job(session: Session, settings: Settings, job: Job) -> None:
     """
     if job.purged_at is not None:
         return
+    provider_batches_repository.request_cancel(session, job.id, utcnow())
     if job.finished_at is None:
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
             jobs_repository.set_job_cancelled(session, job.id, utcnow())

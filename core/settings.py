@@ -128,6 +128,25 @@ class Settings(BaseSettings):
 
     credits_per_job: int = 10
     credits_per_image: int = 1
+    # The price per image of a job with mode batch; None: half the live price, rounded up.
+    batch_price_per_image: int | None = Field(default=None, ge=0)
+
+    # The batch lane (jobs with mode batch, through the provider's Batch API). A provider
+    # batch takes at most this many request lines and bytes (OpenAI's documented limits);
+    # a job beyond either is split into several.
+    batch_max_requests: int = Field(default=50_000, ge=1)
+    batch_max_bytes: int = Field(default=200 * MB, ge=1024)
+    batch_completion_window: str = "24h"
+    # How often beat asks the provider about open batches; a batch whose state has not
+    # changed is asked half as often each time, down to once per the max interval.
+    batch_poll_interval: timedelta = timedelta(seconds=30)
+    batch_poll_max_interval: timedelta = timedelta(minutes=10)
+    # A line that failed or expired at the provider (or whose answer does not fit the
+    # schema): run once more as a live call ("live"), or fail with its code ("fail").
+    batch_failed_lines: Literal["live", "fail"] = "live"
+    # A batch being built is taken over by another worker when its builder has not been
+    # heard from this long (the builder renews it as it writes lines).
+    batch_build_lease: timedelta = timedelta(minutes=5)
 
     # Results are purged this long after a job ends (a job may ask for its own TTL).
     results_ttl: timedelta = timedelta(days=7)
@@ -154,6 +173,12 @@ class Settings(BaseSettings):
     idempotency_ttl: timedelta = timedelta(hours=24)
     # A claimed key whose request never finished (the API died) is free again after this.
     idempotency_claim_timeout: timedelta = timedelta(minutes=15)
+
+    @property
+    def resolved_batch_price_per_image(self) -> int:
+        if self.batch_price_per_image is not None:
+            return self.batch_price_per_image
+        return -(-self.credits_per_image // 2)
 
     @property
     def storage_dir(self) -> Path:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db.models import Account, ItemStatus, Job, JobItem, JobStatus
+from db.models import Account, ItemStatus, Job, JobItem, JobStatus, Lane
 
 ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -99,6 +99,20 @@ def list_items(
     return list(session.scalars(query.order_by(JobItem.index).limit(limit)))
 
 
+def count_live_queued(session: Session, job_id: uuid.UUID) -> int:
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(JobItem)
+            .where(
+                JobItem.job_id == job_id,
+                JobItem.status == ItemStatus.QUEUED,
+                JobItem.lane == Lane.LIVE,
+            )
+        ).scalar_one()
+    )
+
+
 def item_ids_after(
     session: Session, job_id: uuid.UUID, after_index: int, limit: int
 ) -> list[tuple[uuid.UUID, int]]:
@@ -159,6 +173,7 @@ _CLAIM = (
             .where(
                 _items.c.id.in_(bindparam("ids", expanding=True)),
                 _items.c.attempts < bindparam("max_attempts"),
+                _items.c.lane == Lane.LIVE,
                 or_(
                     _items.c.status == ItemStatus.QUEUED,
                     and_(_items.c.status == ItemStatus.RUNNING, _items.c.lease_expires_at < _now),
@@ -208,7 +223,7 @@ def claim_items(
 _CLAIM_CANDIDATES = text("""
 WITH running AS (
     SELECT i.job_id AS job_id, count(*) AS n
-    FROM job_items i WHERE i.status = 'running' GROUP BY i.job_id
+    FROM job_items i WHERE i.status = 'running' AND i.lane = 'live' GROUP BY i.job_id
 ), account_running AS (
     SELECT j.account_id AS account_id, sum(r.n) AS n
     FROM running r JOIN jobs j ON j.id = r.job_id GROUP BY j.account_id
@@ -221,7 +236,8 @@ JOIN accounts a ON a.id = j.account_id
 LEFT JOIN running r ON r.job_id = j.id
 LEFT JOIN account_running ar ON ar.account_id = j.account_id
 WHERE j.status IN ('queued', 'running') AND j.provider IN :providers
-  AND EXISTS (SELECT 1 FROM job_items q WHERE q.job_id = j.id AND q.status = 'queued')
+  AND EXISTS (SELECT 1 FROM job_items q
+              WHERE q.job_id = j.id AND q.status = 'queued' AND q.lane = 'live')
 """).bindparams(bindparam("providers", expanding=True))
 
 
@@ -264,6 +280,7 @@ _FIRST_QUEUED = (
     .where(
         _items.c.job_id == bindparam("claim_job_id"),
         _items.c.status == ItemStatus.QUEUED,
+        _items.c.lane == Lane.LIVE,
         _items.c.attempts < bindparam("max_attempts"),
     )
     .order_by(_items.c.index)
@@ -281,7 +298,11 @@ def lock_account_running(session: Session, account_id: uuid.UUID) -> int:
             select(func.count())
             .select_from(JobItem)
             .join(Job, Job.id == JobItem.job_id)
-            .where(Job.account_id == account_id, JobItem.status == ItemStatus.RUNNING)
+            .where(
+                Job.account_id == account_id,
+                JobItem.status == ItemStatus.RUNNING,
+                JobItem.lane == Lane.LIVE,
+            )
         ).scalar_one()
     )
 
@@ -322,6 +343,7 @@ def images_ahead(session: Session, job: Job, priority_ranks: dict[str, int]) -> 
             .join(Job, Job.id == JobItem.job_id)
             .where(
                 JobItem.status == ItemStatus.QUEUED,
+                JobItem.lane == Lane.LIVE,
                 Job.provider == job.provider,
                 Job.status.in_(ACTIVE_JOB_STATUSES),
                 Job.id != job.id,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -101,6 +102,32 @@ class ItemStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobMode(enum.StrEnum):
+    """Live: each image is a model call now. Batch: the images go to the provider's Batch
+    API (results within 24 hours, at about half the price)."""
+
+    LIVE = "live"
+    BATCH = "batch"
+
+
+class Lane(enum.StrEnum):
+    """Which way an item goes to the model: a live call (claimed by the model workers) or a
+    line of a provider batch (worker.batch_lane)."""
+
+    LIVE = "live"
+    BATCH = "batch"
+
+
+class ProviderBatchStatus(enum.StrEnum):
+    """Ours: building (its request lines are being written and uploaded), submitted (the
+    provider has it; its own status is in ``provider_status``), recorded (every line's
+    outcome is in). The provider's files are deleted once recorded."""
+
+    BUILDING = "building"
+    SUBMITTED = "submitted"
+    RECORDED = "recorded"
+
+
 class SourceKind(enum.StrEnum):
     UPLOAD = "upload"
     BASE64 = "base64"
@@ -163,6 +190,10 @@ class Job(Base):
     scene: Mapped[str] = mapped_column(String(32), default="general")
     model: Mapped[str | None] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(32))
+    # live, or batch: through the provider's Batch API (worker.batch_lane).
+    mode: Mapped[str] = mapped_column(
+        String(8), default=JobMode.LIVE, server_default=JobMode.LIVE.value
+    )
     webhook_url: Mapped[str | None] = mapped_column(Text)
     user_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
 
@@ -221,6 +252,12 @@ class JobItem(Base):
 
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None]
+    # Live items are claimed by the model workers; batch items are written into a provider
+    # batch, and (running) wait there without a lease: the batch's state is in its row.
+    lane: Mapped[str] = mapped_column(String(8), default=Lane.LIVE, server_default=Lane.LIVE.value)
+    provider_batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("provider_batches.id", ondelete="SET NULL"), index=True
+    )
 
     content: Mapped[str | None] = mapped_column(Text)
     parsed: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
@@ -237,6 +274,45 @@ class JobItem(Base):
     finished_at: Mapped[datetime | None]
     # Milliseconds spent waiting on the model, to tell our own time from the model's.
     model_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class ProviderBatch(Base):
+    """One batch at the provider's Batch API: a file of request lines, one per item."""
+
+    __tablename__ = "provider_batches"
+    __table_args__ = (Index("ix_provider_batches_status_next_poll_at", "status", "next_poll_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=ProviderBatchStatus.BUILDING)
+    # The provider's ids and status (validating, in_progress, finalizing, completed, failed,
+    # expired, cancelling, cancelled).
+    provider_batch_id: Mapped[str | None] = mapped_column(String(200))
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    input_file_id: Mapped[str | None] = mapped_column(String(200))
+    output_file_id: Mapped[str | None] = mapped_column(String(200))
+    error_file_id: Mapped[str | None] = mapped_column(String(200))
+    request_count: Mapped[int] = mapped_column(Integer, default=0)
+    completed_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    input_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Its job was cancelled or purged: cancel it at the provider.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Building: whoever builds it renews this; past it, the builder died and it is rebuilt.
+    # Submitted: when to ask the provider next, and the pause after that (doubling while
+    # nothing changes, up to the batch_poll_max_interval setting).
+    lease_expires_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None]
+    poll_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    submitted_at: Mapped[datetime | None]
+    in_progress_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    recorded_at: Mapped[datetime | None]
+    files_deleted_at: Mapped[datetime | None]
 
 
 class LedgerKind(enum.StrEnum):

@@ -121,6 +121,11 @@ def services(request: pytest.FixtureRequest, servers: Servers, model_server: str
         # Webhook retries seconds apart instead of hours, run by a fast beat.
         "IMAGEEXTRACT_WEBHOOK_DISPATCH_INTERVAL": "PT0.5S",
         "IMAGEEXTRACT_WEBHOOK_RETRY_SCHEDULE": '["PT0S", "PT0.5S", "PT1S", "PT2S", "PT2S"]',
+        # Provider batches asked about every half second (a second at most), and small, so
+        # that a job of a dozen images spans several.
+        "IMAGEEXTRACT_BATCH_POLL_INTERVAL": "PT0.5S",
+        "IMAGEEXTRACT_BATCH_POLL_MAX_INTERVAL": "PT1S",
+        "IMAGEEXTRACT_BATCH_MAX_REQUESTS": "5",
         **(s3.env() if s3 is not None else {}),
     }
     for name in [name for name in os.environ if name.startswith("IMAGEEXTRACT_")]:

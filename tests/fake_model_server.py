@@ -15,6 +15,17 @@ structured outputs do). JSON mode is `response_format` `json_object` or `json_sc
 call that carries an earlier answer (an assistant message: asked again) is never malformed
 or misshaped by the *_next counters. GET /_stats counts calls, the response formats asked
 for, and lists the arrivals (each call's image size, in the order the calls came).
+
+The Batch API as OpenAI's: POST /v1/files (multipart, purpose=batch), GET /v1/files/{id},
+GET /v1/files/{id}/content, DELETE /v1/files/{id}; POST /v1/batches, GET /v1/batches (newest
+first, limit and after), GET /v1/batches/{id}, POST /v1/batches/{id}/cancel. A batch is
+validating, then in_progress; its lines are answered as the live endpoint answers
+(outcomes counted as batch_ok, batch_error, ...) batch_delay seconds later, or once
+batch_hold is set back to 0; then output and error files are written and it is completed
+(or expired: batch_expire_next, half its lines answered and the rest batch_expired in the
+error file; or cancelled, with the lines answered before the cancel). batch_error_rate and
+batch_fail_next make lines fail with a 500. /_stats has "batches": created, lines_run,
+statuses and the files held.
 """
 
 from __future__ import annotations
@@ -25,14 +36,18 @@ import base64
 import io
 import json
 import random
+import shutil
+import tempfile
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 DEFAULTS: dict[str, float] = {
@@ -53,6 +68,14 @@ DEFAULTS: dict[str, float] = {
     "hang_next": 0,
     "hold": 0,
     "release": 0,
+    # The Batch API: seconds before a batch's lines are run; 1 keeps batches in progress
+    # until set back to 0; the next N batches expire with half their lines run; lines that
+    # fail (500 in the error file), by rate or the next N.
+    "batch_delay": 0.0,
+    "batch_hold": 0,
+    "batch_expire_next": 0,
+    "batch_error_rate": 0.0,
+    "batch_fail_next": 0,
 }
 
 
@@ -105,7 +128,281 @@ def _slips(model: FakeModel, kind: str, asked_again: bool) -> bool:
     return model.random.random() < model.config[f"{kind}_rate"]
 
 
+def answer(model: FakeModel, body: dict[str, Any], kind: str = "") -> tuple[int, dict[str, Any]]:
+    """A chat completion for this request body (status, JSON): what the image shows, or a
+    400. ``kind`` prefixes the outcome's count (``batch_`` for batch lines)."""
+    try:
+        width, height = image_size(body)
+    except Exception as error:
+        model.count(f"{kind}bad_request")
+        return 400, {"error": {"message": str(error)}}
+    response_format = (body.get("response_format") or {}).get("type", "none")
+    with model.lock:
+        model.formats[response_format] = model.formats.get(response_format, 0) + 1
+    if response_format == "json_schema" and not model.config["json_schema"]:
+        model.count(f"{kind}format_refused")
+        return 400, {"error": {"message": "response_format json_schema is not supported"}}
+    json_mode = response_format in ("json_object", "json_schema")
+    asked_again = any(m.get("role") == "assistant" for m in body.get("messages", []))
+    if json_mode and _slips(model, "malformed", asked_again):
+        model.count(f"{kind}malformed")
+        content = "Sure! I could not read that image."
+    elif json_mode and _slips(model, "misshaped", asked_again):
+        model.count(f"{kind}misshaped")
+        content = json.dumps({"width": {"px": width}, "height": [height]})
+    elif json_mode:
+        content = json.dumps({"width": width, "height": height})
+    else:
+        content = f"An image of {width}x{height} pixels."
+    model.count(f"{kind}ok")
+    return 200, {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": body.get("model", "fake"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 85
+            + len(json.dumps(body.get("messages", [{}])[-1].get("content", [{}])[0])) // 4,
+            "completion_tokens": max(1, len(content) // 4),
+            "total_tokens": 0,
+        },
+    }
+
+
+class FakeBatches:
+    """OpenAI's Files and Batch API over the fake model: files kept on disk, each batch run
+    by a thread that answers its lines as the live endpoint would."""
+
+    def __init__(self, model: FakeModel) -> None:
+        self.model = model
+        self.folder = Path(tempfile.mkdtemp(prefix="fake-batches-"))
+        self.files: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.lines_run = 0
+        self.created = 0
+        self.serial = 0
+
+    def new_id(self, prefix: str) -> str:
+        with self.model.lock:
+            self.serial += 1
+            return f"{prefix}-{self.serial:06d}-{random.getrandbits(32):08x}"
+
+    def add_file(self, path: Path, filename: str, purpose: str) -> dict[str, Any]:
+        file_id = self.new_id("file")
+        final = self.folder / file_id
+        path.replace(final)
+        meta = {
+            "id": file_id, "object": "file", "bytes": final.stat().st_size,
+            "created_at": int(time.time()), "filename": filename, "purpose": purpose,
+            "status": "processed",
+        }  # fmt: skip
+        with self.model.lock:
+            self.files[file_id] = meta
+        return meta
+
+    def public(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in batch.items() if not key.startswith("_")}
+
+    def create(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        file_id = body.get("input_file_id")
+        if file_id not in self.files:
+            return 404, {"error": {"message": f"No such file: {file_id}"}}
+        if body.get("endpoint") != "/v1/chat/completions":
+            return 400, {"error": {"message": f"unsupported endpoint {body.get('endpoint')}"}}
+        now = int(time.time())
+        batch = {
+            "id": self.new_id("batch"), "object": "batch", "endpoint": body["endpoint"],
+            "errors": None, "input_file_id": file_id,
+            "completion_window": body.get("completion_window", "24h"), "status": "validating",
+            "output_file_id": None, "error_file_id": None, "created_at": now,
+            "in_progress_at": None, "expires_at": now + 24 * 3600, "finalizing_at": None,
+            "completed_at": None, "failed_at": None, "expired_at": None, "cancelling_at": None,
+            "cancelled_at": None, "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": body.get("metadata") or {},
+        }  # fmt: skip
+        with self.model.lock:
+            self.batches[batch["id"]] = batch
+            self.created += 1
+            expire = self.model.config["batch_expire_next"] > 0
+            if expire:
+                self.model.config["batch_expire_next"] -= 1
+        threading.Thread(target=self.run, args=(batch, expire), daemon=True).start()
+        return 200, self.public(batch)
+
+    def run(self, batch: dict[str, Any], expire: bool) -> None:
+        config = self.model.config
+        source = self.folder / batch["input_file_id"]
+        total = sum(1 for _ in source.open("rb"))
+        with self.model.lock:
+            batch.update(status="in_progress", in_progress_at=int(time.time()))
+            batch["request_counts"]["total"] = total
+        waited_until = time.monotonic() + float(config["batch_delay"])
+        while (config["batch_hold"] or time.monotonic() < waited_until) and batch[
+            "status"
+        ] != "cancelling":
+            time.sleep(0.02)
+        outputs = self.folder / f"{batch['id']}-out.partial"
+        errors = self.folder / f"{batch['id']}-err.partial"
+        answered = failed = 0
+        with source.open("rb") as lines, outputs.open("w") as out, errors.open("w") as err:
+            for number, raw in enumerate(lines):
+                if batch["status"] == "cancelling":
+                    break
+                line = json.loads(raw)
+                custom_id = line.get("custom_id")
+                if expire and number >= total // 2:
+                    err.write(json.dumps({
+                        "id": self.new_id("batch_req"), "custom_id": custom_id,
+                        "response": None,
+                        "error": {"code": "batch_expired", "message": "This request could "
+                                  "not be executed before the completion window expired."},
+                    }) + "\n")  # fmt: skip
+                    failed += 1
+                    continue
+                if self.model.take("batch_fail_next", "batch_error_rate"):
+                    self.model.count("batch_error")
+                    status, payload = 500, {"error": {"message": "boom", "type": "server_error"}}
+                else:
+                    status, payload = answer(self.model, line.get("body") or {}, "batch_")
+                record = {
+                    "id": self.new_id("batch_req"), "custom_id": custom_id,
+                    "response": {"status_code": status, "request_id": "req-fake",
+                                 "body": payload},
+                    "error": None,
+                }  # fmt: skip
+                (out if status == 200 else err).write(json.dumps(record) + "\n")
+                with self.model.lock:
+                    self.lines_run += 1
+                    if status == 200:
+                        answered += 1
+                        batch["request_counts"]["completed"] = answered
+                    else:
+                        failed += 1
+                        batch["request_counts"]["failed"] = failed
+        now = int(time.time())
+        output_id = (
+            self.add_file(outputs, f"{batch['id']}_output.jsonl", "batch_output")["id"]
+            if outputs.stat().st_size
+            else None
+        )
+        error_id = (
+            self.add_file(errors, f"{batch['id']}_error.jsonl", "batch_output")["id"]
+            if errors.stat().st_size
+            else None
+        )
+        outputs.unlink(missing_ok=True)
+        errors.unlink(missing_ok=True)
+        with self.model.lock:
+            batch["request_counts"].update(completed=answered, failed=failed)
+            batch.update(output_file_id=output_id, error_file_id=error_id, finalizing_at=now)
+            if batch["status"] == "cancelling":
+                batch.update(status="cancelled", cancelled_at=now)
+            elif expire:
+                batch.update(status="expired", expired_at=now)
+            else:
+                batch.update(status="completed", completed_at=now)
+
+    def stats(self) -> dict[str, Any]:
+        with self.model.lock:
+            statuses: dict[str, int] = {}
+            for batch in self.batches.values():
+                statuses[batch["status"]] = statuses.get(batch["status"], 0) + 1
+            return {"created": self.created, "lines_run": self.lines_run,
+                    "statuses": statuses, "files": len(self.files)}  # fmt: skip
+
+    def reset(self) -> None:
+        with self.model.lock:
+            self.files, self.batches = {}, {}
+            self.lines_run = self.created = 0
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir()
+
+
+def batch_routes(batches: FakeBatches) -> list[Route]:
+    async def upload(request: Request) -> Response:
+        async with request.form(max_files=1) as form:
+            purpose, upload = form.get("purpose"), form.get("file")
+            if purpose != "batch" or upload is None or isinstance(upload, str):
+                return JSONResponse(
+                    {"error": {"message": "expected a file and purpose=batch"}}, status_code=400
+                )
+            partial = batches.folder / f"upload-{batches.new_id('part')}"
+            with partial.open("wb") as out:
+                while chunk := await upload.read(1 << 20):
+                    out.write(chunk)
+            return JSONResponse(batches.add_file(partial, upload.filename or "input", "batch"))
+
+    async def file(request: Request) -> Response:
+        file_id = request.path_params["file_id"]
+        meta = batches.files.get(file_id)
+        if meta is None:
+            return JSONResponse({"error": {"message": f"No such file: {file_id}"}}, 404)
+        if request.method == "DELETE":
+            with batches.model.lock:
+                batches.files.pop(file_id, None)
+            (batches.folder / file_id).unlink(missing_ok=True)
+            return JSONResponse({"id": file_id, "object": "file", "deleted": True})
+        return JSONResponse(meta)
+
+    async def content(request: Request) -> Response:
+        file_id = request.path_params["file_id"]
+        if file_id not in batches.files:
+            return JSONResponse({"error": {"message": f"No such file: {file_id}"}}, 404)
+        return FileResponse(batches.folder / file_id, media_type="application/octet-stream")
+
+    async def create(request: Request) -> Response:
+        status, payload = batches.create(await request.json())
+        return JSONResponse(payload, status_code=status)
+
+    async def listing(request: Request) -> Response:
+        limit = int(request.query_params.get("limit", 20))
+        after = request.query_params.get("after")
+        with batches.model.lock:
+            newest = sorted(batches.batches.values(), key=lambda b: b["id"], reverse=True)
+        if after:
+            newest = [batch for batch in newest if batch["id"] < after]
+        page = [batches.public(batch) for batch in newest[:limit]]
+        return JSONResponse({
+            "object": "list", "data": page, "has_more": len(newest) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        })  # fmt: skip
+
+    async def batch(request: Request) -> Response:
+        found = batches.batches.get(request.path_params["batch_id"])
+        if found is None:
+            return JSONResponse({"error": {"message": "No such batch"}}, status_code=404)
+        return JSONResponse(batches.public(found))
+
+    async def cancel(request: Request) -> Response:
+        found = batches.batches.get(request.path_params["batch_id"])
+        if found is None:
+            return JSONResponse({"error": {"message": "No such batch"}}, status_code=404)
+        with batches.model.lock:
+            if found["status"] in ("validating", "in_progress"):
+                found.update(status="cancelling", cancelling_at=int(time.time()))
+        return JSONResponse(batches.public(found))
+
+    return [
+        Route("/v1/files", upload, methods=["POST"]),
+        Route("/v1/files/{file_id}", file, methods=["GET", "DELETE"]),
+        Route("/v1/files/{file_id}/content", content, methods=["GET"]),
+        Route("/v1/batches", create, methods=["POST"]),
+        Route("/v1/batches", listing, methods=["GET"]),
+        Route("/v1/batches/{batch_id}", batch, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", cancel, methods=["POST"]),
+    ]
+
+
 def create_app(model: FakeModel) -> Starlette:
+    batches = FakeBatches(model)
+
     async def completions(request: Request) -> Response:
         body = await request.json()
         with model.lock:
@@ -141,54 +438,8 @@ def create_app(model: FakeModel) -> Starlette:
             if model.random.random() < model.config["broken_body_rate"]:
                 model.count("broken_body")
                 return Response("{not json", media_type="application/json")
-            try:
-                width, height = image_size(body)
-            except Exception as error:
-                model.count("bad_request")
-                return JSONResponse({"error": {"message": str(error)}}, status_code=400)
-            response_format = (body.get("response_format") or {}).get("type", "none")
-            with model.lock:
-                model.formats[response_format] = model.formats.get(response_format, 0) + 1
-            if response_format == "json_schema" and not model.config["json_schema"]:
-                model.count("format_refused")
-                return JSONResponse(
-                    {"error": {"message": "response_format json_schema is not supported"}},
-                    status_code=400,
-                )
-            json_mode = response_format in ("json_object", "json_schema")
-            asked_again = any(m.get("role") == "assistant" for m in body.get("messages", []))
-            if json_mode and _slips(model, "malformed", asked_again):
-                model.count("malformed")
-                content = "Sure! I could not read that image."
-            elif json_mode and _slips(model, "misshaped", asked_again):
-                model.count("misshaped")
-                content = json.dumps({"width": {"px": width}, "height": [height]})
-            elif json_mode:
-                content = json.dumps({"width": width, "height": height})
-            else:
-                content = f"An image of {width}x{height} pixels."
-            model.count("ok")
-            return JSONResponse(
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "model": body.get("model", "fake"),
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": 85
-                        + len(json.dumps(body.get("messages", [{}])[-1].get("content", [{}])[0]))
-                        // 4,
-                        "completion_tokens": max(1, len(content) // 4),
-                        "total_tokens": 0,
-                    },
-                }
-            )
+            status, payload = answer(model, body)
+            return JSONResponse(payload, status_code=status)
         finally:
             with model.lock:
                 model.in_flight -= 1
@@ -204,6 +455,7 @@ def create_app(model: FakeModel) -> Starlette:
         return JSONResponse(model.config)
 
     async def reset(_request: Request) -> Response:
+        batches.reset()
         with model.lock:
             model.config = dict(DEFAULTS)
             model.stats = {}
@@ -214,10 +466,11 @@ def create_app(model: FakeModel) -> Starlette:
         return JSONResponse(model.config)
 
     async def stats(_request: Request) -> Response:
+        batch_stats = batches.stats()
         with model.lock:
             return JSONResponse(
                 {"calls": dict(model.stats), "formats": dict(model.formats),
-                 "in_flight": model.in_flight,
+                 "in_flight": model.in_flight, "batches": batch_stats,
                  "max_in_flight": model.max_in_flight, "arrivals": model.arrivals}
             )  # fmt: skip
 
@@ -227,6 +480,7 @@ def create_app(model: FakeModel) -> Starlette:
             Route("/_control", control, methods=["POST"]),
             Route("/_reset", reset, methods=["POST"]),
             Route("/_stats", stats, methods=["GET"]),
+            *batch_routes(batches),
         ]
     )
 

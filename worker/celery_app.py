@@ -13,14 +13,14 @@ from core.settings import get_settings
 from core.storage import check_store
 from worker import runtime
 from worker.consumer_watchdog import ConsumerWatchdog
-from worker.tasks import items, jobs, maintenance, webhooks
+from worker.tasks import batches, items, jobs, maintenance, webhooks
 
 app = celery_app
 # httpx logs every request at INFO: one line per image, at a cost a busy worker notices.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 # A worker that cannot consume exits for its supervisor to restart it (see the module).
 app.steps["consumer"].add(ConsumerWatchdog)
-__all__ = ["app", "items", "jobs", "maintenance", "webhooks"]
+__all__ = ["app", "batches", "items", "jobs", "maintenance", "webhooks"]
 
 
 log = logging.getLogger(__name__)

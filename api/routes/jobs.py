@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
 from api.dependencies import AccountDep, JobDep, SessionDep, ShortAccountDep, StateDep
 from api.pagination import decode_cursor, page
@@ -26,6 +27,8 @@ from api.schemas.jobs import (
     JobPage,
     JobSummary,
     JobWithResults,
+    ProviderBatchOut,
+    RequestCounts,
     UsageOut,
 )
 from api.schemas.openapi import request_body
@@ -33,10 +36,23 @@ from api.submission import accept_job, job_options, wait_for_end
 from core import jobs as jobs_service
 from core.errors import Gone, InvalidRequest
 from db import jobs as jobs_repository
+from db import provider_batches as provider_batches_repository
 from db.engine import unit_of_work
-from db.models import ItemStatus, Job, JobItem, JobPriority, JobStatus
+from db.models import (
+    ItemStatus,
+    Job,
+    JobItem,
+    JobMode,
+    JobPriority,
+    JobStatus,
+    ProviderBatch,
+    ProviderBatchStatus,
+)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+# The completion window the provider promises (OpenAI, Anthropic and Gemini: 24 hours).
+BATCH_WINDOW = timedelta(hours=24)
 
 CREATE_JOB_DOC = request_body({"multipart/form-data": JobForm, "application/json": JobJson})
 
@@ -162,7 +178,11 @@ def list_jobs(
 
 
 def job_out(
-    request: Request, job: Job, counts: dict[str, int], images_ahead: int | None = None
+    request: Request,
+    job: Job,
+    counts: dict[str, int],
+    images_ahead: int | None = None,
+    batches: Sequence[ProviderBatch] = (),
 ) -> JobOut:
     return JobOut(
         id=job.id,
@@ -176,6 +196,23 @@ def job_out(
         scene=job.scene,
         priority=job.priority,
         images_ahead=images_ahead,
+        mode=job.mode,
+        provider_batches=[
+            ProviderBatchOut(
+                id=batch.provider_batch_id,
+                status=batch.provider_status or batch.status,
+                request_counts=RequestCounts(
+                    total=batch.request_count,
+                    completed=batch.completed_count,
+                    failed=batch.failed_count,
+                ),
+                recorded=batch.status == ProviderBatchStatus.RECORDED,
+                created_at=batch.created_at,
+                expires_at=batch.expires_at,
+            )
+            for batch in batches
+        ],
+        estimated_completion_at=estimated_completion(job, batches),
         model=job.model,
         webhook_url=job.webhook_url,
         metadata=job.user_metadata,
@@ -203,6 +240,33 @@ def job_out(
     )
 
 
+def estimated_completion(job: Job, batches: Sequence[ProviderBatch]) -> datetime | None:
+    """A batch job's results are due when its slowest open batch ends: at the rate the
+    provider has answered so far, or else at the end of its window."""
+    if job.mode != JobMode.BATCH or job.finished_at is not None:
+        return None
+    now = jobs_service.utcnow()
+    ends = []
+    for batch in batches:
+        if batch.status == ProviderBatchStatus.RECORDED:
+            continue
+        done = batch.completed_count + batch.failed_count
+        if batch.in_progress_at is not None and 0 < done < batch.request_count:
+            rate = (now - batch.in_progress_at) / done
+            ends.append(now + rate * (batch.request_count - done))
+        elif batch.expires_at is not None:
+            ends.append(batch.expires_at)
+        else:
+            ends.append(batch.created_at + BATCH_WINDOW)
+    return max(ends) if ends else job.created_at + BATCH_WINDOW
+
+
+def job_batches(session: Session, job: Job) -> list[ProviderBatch]:
+    if job.mode != JobMode.BATCH:
+        return []
+    return provider_batches_repository.of_job(session, job.id)
+
+
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(request: Request, job: JobDep, session: SessionDep) -> JobOut:
     """Status, counts by item status, progress, timestamps, token and credit usage; while
@@ -213,7 +277,7 @@ def get_job(request: Request, job: JobDep, session: SessionDep) -> JobOut:
         if counts.get(ItemStatus.QUEUED)
         else None
     )
-    return job_out(request, job, counts, ahead)
+    return job_out(request, job, counts, ahead, job_batches(session, job))
 
 
 def item_out(item: JobItem) -> ItemOut:
@@ -307,7 +371,10 @@ def cancel_job(
         background.add_task(state.store.delete_job, job.id)
     else:
         background.add_task(state.store.delete_many, jobs_service.cancel_job(session, job))
-    return job_out(request, job, jobs_repository.count_items_by_status(session, job.id))
+    return job_out(
+        request, job, jobs_repository.count_items_by_status(session, job.id),
+        batches=job_batches(session, job),
+    )  # fmt: skip
 
 
 @router.post("/{job_id}/retry", status_code=202, response_model=JobOut)
@@ -319,4 +386,7 @@ def retry_job(request: Request, job: JobDep, session: SessionDep, state: StateDe
     (24 h) for this. Failures of the image itself (corrupt, unsupported) are left as they are.
     """
     jobs_service.retry_failed_items(session, state.store, job)
-    return job_out(request, job, jobs_repository.count_items_by_status(session, job.id))
+    return job_out(
+        request, job, jobs_repository.count_items_by_status(session, job.id),
+        batches=job_batches(session, job),
+    )  # fmt: skip

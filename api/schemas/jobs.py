@@ -43,6 +43,12 @@ class JobFields(BaseModel):
         description="Which images run first. Default: interactive with `wait`, else normal; "
         "batch for nightly work that may wait for everyone else.",
     )
+    mode: Literal["live", "batch"] = Field(
+        default="live",
+        description="live: each image is a model call now. batch: the images go to the "
+        "provider's Batch API (openai provider): results within 24 hours, at the batch price "
+        "per image (IMAGEEXTRACT_BATCH_PRICE_PER_IMAGE, default half the live price).",
+    )
     results_ttl: int | None = Field(
         default=None,
         ge=MIN_RESULTS_TTL,
@@ -97,6 +103,25 @@ class ItemCounts(BaseModel):
     cancelled: int = 0
 
 
+class RequestCounts(BaseModel):
+    total: int
+    completed: int
+    failed: int
+
+
+class ProviderBatchOut(BaseModel):
+    id: str | None = Field(description="The provider's batch id (none while it is built).")
+    status: str = Field(
+        description="building (its request lines are being written and uploaded), then the "
+        "provider's: validating, in_progress, finalizing, completed, failed, expired, "
+        "cancelling, cancelled."
+    )
+    request_counts: RequestCounts
+    recorded: bool = Field(description="Every image's outcome from this batch is recorded.")
+    created_at: datetime
+    expires_at: datetime | None = Field(description="The end of the provider's window.")
+
+
 JobStatusName = Literal[
     "queued", "running", "succeeded", "partially_succeeded", "failed", "cancelled"
 ]
@@ -123,6 +148,15 @@ class JobOut(BaseModel):
         description="While the job has images waiting: images that run before its next one "
         "(those of jobs with a higher priority, and of this account's older jobs of the same "
         "priority; other accounts of the same priority take turns with it).",
+    )
+    mode: Literal["live", "batch"]
+    provider_batches: list[ProviderBatchOut] = Field(
+        default_factory=list, description="With mode batch: the job's batches at the provider."
+    )
+    estimated_completion_at: datetime | None = Field(
+        default=None,
+        description="With mode batch, while it runs: when its results should be in, from "
+        "the provider's progress so far, else the end of its completion window.",
     )
     item_count: int
     counts: ItemCounts

@@ -97,9 +97,11 @@ class OpenAIProvider:
             )
         return messages
 
-    def _response_format(self, request: ExtractionRequest, level: ResponseFormat) -> Any:
+    def _response_format(
+        self, request: ExtractionRequest, level: ResponseFormat
+    ) -> dict[str, Any] | None:
         if not request.json_mode or level == "none":
-            return openai.omit
+            return None
         schema = request.schema
         if level == "json_schema" and schema is not None and schema.get("type") == "object":
             return {
@@ -108,17 +110,26 @@ class OpenAIProvider:
             }
         return {"type": "json_object"}
 
+    def body(
+        self, image: PreparedImage, request: ExtractionRequest, level: ResponseFormat | None = None
+    ) -> dict[str, Any]:
+        """The chat-completions request body for this image: what a live call sends, and
+        what a batch request line carries (extraction.providers.openai_batch)."""
+        body: dict[str, Any] = {
+            "model": request.model or self.settings.openai_model,
+            "messages": self._messages(image, request),
+            "max_tokens": request.max_tokens,
+        }
+        response_format = self._response_format(request, level or self._format)
+        if response_format is not None:
+            body["response_format"] = response_format
+        return body
+
     def extract(self, image: PreparedImage, request: ExtractionRequest) -> ModelResult:
-        messages = self._messages(image, request)
         while True:
             level = self._format
             try:
-                completion = self.client.chat.completions.create(
-                    model=request.model or self.settings.openai_model,
-                    messages=messages,
-                    max_tokens=request.max_tokens,
-                    response_format=self._response_format(request, level),
-                )
+                completion = self.client.chat.completions.create(**self.body(image, request, level))
             except openai.APITimeoutError as error:
                 raise ModelTimeout(self._gave_up("the model did not answer in time")) from error
             except openai.APIConnectionError as error:
@@ -142,7 +153,7 @@ class OpenAIProvider:
                 raise UpstreamError(
                     f"the model server sent a response we cannot read: {error}"
                 ) from error
-            return _result(completion)
+            return result_of(completion.model_dump())
 
     def _gave_up(self, problem: str) -> str:
         return f"{problem} ({self.settings.model_max_retries + 1} attempts)"
@@ -175,19 +186,22 @@ def _refused(error: openai.APIStatusError) -> str:
     return f"the model server refused the request with {error.status_code}: {_message(error)}"
 
 
-def _result(completion: Any) -> ModelResult:
+def result_of(body: dict[str, Any]) -> ModelResult:
+    """A chat completion (its JSON body) as our result: the text and the token counts."""
     try:
-        content = completion.choices[0].message.content
-    except (AttributeError, IndexError, TypeError) as error:
-        raise UpstreamError(f"the model server sent a response we cannot read: {error}") from error
+        content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as error:
+        raise UpstreamError(
+            f"the model server sent a response we cannot read: no {error}"
+        ) from error
     if not isinstance(content, str):
         raise UpstreamError("the model server sent no text in choices[0].message.content")
-    usage = completion.usage
+    usage = body.get("usage") or {}
     return ModelResult(
         content=content,
         usage=Usage(
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
         ),
-        raw=completion.model_dump(),
+        raw=body,
     )

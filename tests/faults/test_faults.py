@@ -127,6 +127,10 @@ def faults_stack(request: pytest.FixtureRequest) -> Iterator[FaultStack]:
             "IMAGEEXTRACT_LOST_MESSAGE_GRACE": "PT3S",
             # A worker whose consumer cannot get back to Redis exits, and is restarted.
             "IMAGEEXTRACT_CONSUMER_STALL_TIMEOUT": "PT10S",
+            # The batch lane: provider batches of at most 200 lines, asked about often.
+            "IMAGEEXTRACT_BATCH_MAX_REQUESTS": "200",
+            "IMAGEEXTRACT_BATCH_POLL_INTERVAL": "PT0.5S",
+            "IMAGEEXTRACT_BATCH_POLL_MAX_INTERVAL": "PT2S",
             **(s3.env() if s3 is not None else {}),
         }
         processes: list[subprocess.Popen[bytes]] = []
@@ -155,8 +159,13 @@ def faults_stack(request: pytest.FixtureRequest) -> Iterator[FaultStack]:
             key = _cli(env, "keys", "create", "nightly").strip().splitlines()[-1]
             spawn("api", [sys.executable, "-m", "uvicorn", "api.asgi:app", "--port", str(api_port),
                           "--log-level", "warning"])  # fmt: skip
-            spawn("beat", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat",
-                           "--schedule", str(work / "beat-schedule")])  # fmt: skip
+            # Under the supervisor, as the workers: one killed is started again.
+            supervisor.start(
+                "beat",
+                [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat",
+                 "--schedule", str(work / "beat-schedule")],
+                log=logs / "beat.log",
+            )  # fmt: skip
             stack.wait_for_port(model_port)
             stack.wait_for_port(api_port)
             client = httpx.Client(
@@ -370,3 +379,49 @@ def test_restart_of_the_s3_server(faults_stack: FaultStack) -> None:
     while faults.s3.keys() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert faults.s3.keys() == []
+
+
+def test_batch_lane_through_sigkills_of_beat_and_a_worker_and_a_redis_restart(
+    faults_stack: FaultStack,
+) -> None:
+    """A batch job whose provider batches are in progress when beat and a worker are
+    SIGKILLed and Redis restarts: its state is in Postgres, so every image's outcome is
+    recorded once, at the batch price, with no live call."""
+    faults = faults_stack
+    faults.model(batch_hold=1)
+    job_id = _submit(faults, mode="batch", json_mode="true", prompt=TEMPLATE)
+    deadline = time.monotonic() + 120
+    while True:
+        batches = faults.client.get(f"/v1/jobs/{job_id}").json()["provider_batches"]
+        in_progress = [b for b in batches if b["status"] == "in_progress"]
+        if sum(b["request_counts"]["total"] for b in in_progress) == IMAGES:
+            break
+        assert time.monotonic() < deadline, batches
+        time.sleep(0.1)
+    assert len(in_progress) == 3  # 200 + 200 + 100 lines
+    beat, worker = faults.supervisor.children["beat"], faults.supervisor.children["w1"]
+    beat_restarts, ready_before = (
+        beat.restarts,
+        (faults.logs / "w1.log").read_text(errors="replace").count(" ready."),
+    )
+    os.kill(beat.process.pid, signal.SIGKILL)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    stack.restart(faults.broker_url)
+    faults.wait_until_ready("w1", times=ready_before + 1)
+    deadline = time.monotonic() + 60
+    while beat.restarts == beat_restarts:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    httpx.post(f"{faults.model_url}/_control", json={"batch_hold": 0}, timeout=5)
+    _check_and_record(faults, job_id, "batch lane: SIGKILL of beat and a worker, Redis restart", 3)
+    job = faults.client.get(f"/v1/jobs/{job_id}").json()
+    assert job["counts"]["succeeded"] == IMAGES
+    # Charged once, at the batch price (half of the live 1 per image, rounded up).
+    assert job["credits"]["captured"] == job["credits"]["reserved"] == 10 + IMAGES
+    stats = httpx.get(f"{faults.model_url}/_stats").json()
+    assert stats["calls"].get("ok", 0) == 0
+    assert stats["calls"]["batch_ok"] == IMAGES
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{faults.model_url}/_stats").json()["batches"]["files"]:
+        assert time.monotonic() < deadline, "the provider's files were not deleted"
+        time.sleep(0.2)
