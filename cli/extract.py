@@ -37,6 +37,11 @@ from extraction.contract import Scene
     "engine, off for remote models (an OCR pass per image).",
 )  # fmt: skip
 @click.option(
+    "--mode", type=click.Choice(["live", "batch"]), default="live", show_default=True,
+    help="batch: through the provider's Batch API (openai): within 24 hours at the batch "
+    "price; this command waits for it, saying how far it is.",
+)  # fmt: skip
+@click.option(
     "--normalize", "typed", is_flag=True,
     help='With --json: dates as ISO 8601 and amounts as {"amount", "currency"} in "normalized".',
 )  # fmt: skip
@@ -50,6 +55,7 @@ def extract(
     out: Path | None,
     provider: str | None,
     grounding: bool | None,
+    mode: str,
     typed: bool,
 ) -> None:
     """Extract from images on disk in this process: one JSON line per image.
@@ -83,6 +89,10 @@ def extract(
         # One process does all the work here, so the engine may use every core.
         settings = settings.model_copy(update={"local_engine_threads": os.cpu_count()})
     chosen = provider or settings.model_provider
+    if mode == "batch" and chosen != "openai":
+        raise click.UsageError(
+            f"--mode batch needs a provider with a Batch API (openai), not {chosen}"
+        )
     model = create_provider(chosen, settings)
     reader = None
     if grounding if grounding is not None else chosen == "local":
@@ -96,10 +106,22 @@ def extract(
     sink = out.open("w") if out is not None else sys.stdout
     failed = 0
     try:
-        records = batch_extraction.extract_all(
-            model, settings, entries, json_mode=json_mode, scene=Scene(scene), reader=reader,
-            typed=typed,
-        )  # fmt: skip
+        if mode == "batch":
+            from extraction.batch_api import extract_through_batch_api
+            from extraction.providers.openai import OpenAIProvider
+
+            if not isinstance(model, OpenAIProvider):
+                raise click.UsageError("--mode batch needs the openai provider")
+            records = extract_through_batch_api(
+                model, settings, entries, json_mode=json_mode, scene=Scene(scene),
+                reader=reader, typed=typed,
+                progress=lambda said: click.echo(f"batch: {said}", err=True),
+            )  # fmt: skip
+        else:
+            records = batch_extraction.extract_all(
+                model, settings, entries, json_mode=json_mode, scene=Scene(scene),
+                reader=reader, typed=typed,
+            )  # fmt: skip
         show_bar = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
         with click.progressbar(
             records, length=len(entries), label="extracting", file=sys.stderr,

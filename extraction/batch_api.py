@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import ImageExtractError, InvalidModelOutput, UpstreamError
+from core.errors import BatchExpired, ImageExtractError, InvalidModelOutput, UpstreamError
 from core.settings import Settings
 from extraction.batch import BatchEntry, Reader, extract_one
 from extraction.contract import ExtractionRequest, Scene
@@ -25,8 +25,8 @@ from extraction.grounding import ground
 from extraction.images import prepare_image
 from extraction.normalize import normalize
 from extraction.output import read_answer
-from extraction.providers.openai import OpenAIProvider, result_of
-from extraction.providers.openai_batch import BatchState, OpenAIBatches
+from extraction.providers.openai import OpenAIProvider
+from extraction.providers.openai_batch import BatchState, OpenAIBatches, result_of_line
 from extraction.schema import schema_of_prompt
 
 log = logging.getLogger(__name__)
@@ -184,28 +184,18 @@ def extract_through_batch_api(
 
 def _read_line(line: dict[str, Any], record: dict[str, Any], request: ExtractionRequest) -> bool:
     """Put an output or error line's outcome on the record; False when it should run again."""
-    response = line.get("response")
-    if isinstance(response, dict) and response.get("status_code") == 200:
-        try:
-            result = result_of(response.get("body") or {})
-            output: Any = result.content
-            if request.json_mode:
-                output = read_answer(result.content, request.schema)
-        except (UpstreamError, InvalidModelOutput) as error:
-            record["error"] = {"code": error.kind.code, "message": error.message}
-            return False
-        record["output"] = output
-        record["usage"] = {
-            "prompt_tokens": result.usage.prompt_tokens,
-            "completion_tokens": result.usage.completion_tokens,
-            "total_tokens": result.usage.total_tokens,
-        }
-        return True
-    failure = line.get("error") if isinstance(line.get("error"), dict) else None
-    if failure is not None and failure.get("code") == "batch_expired":
-        record["error"] = {"code": "batch_expired", "message": str(failure.get("message"))}
-    else:
-        status = response.get("status_code") if isinstance(response, dict) else None
-        message = f"the batch line failed ({status}): {failure or response}"[:500]
-        record["error"] = {"code": "upstream_error", "message": message}
-    return False
+    try:
+        result = result_of_line(line)
+        output: Any = result.content
+        if request.json_mode:
+            output = read_answer(result.content, request.schema)
+    except (UpstreamError, BatchExpired, InvalidModelOutput) as error:
+        record["error"] = {"code": error.kind.code, "message": error.message}
+        return False
+    record["output"] = output
+    record["usage"] = {
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+        "total_tokens": result.usage.total_tokens,
+    }
+    return True

@@ -57,8 +57,8 @@ from extraction.contract import ExtractionRequest, Scene
 from extraction.images import prepare_image
 from extraction.normalize import normalize
 from extraction.output import read_answer
-from extraction.providers.openai import OpenAIProvider, result_of
-from extraction.providers.openai_batch import BatchState, OpenAIBatches
+from extraction.providers.openai import OpenAIProvider
+from extraction.providers.openai_batch import BatchState, OpenAIBatches, result_of_line
 from extraction.schema import schema_of_prompt
 from worker.item_processing import read_image
 from worker.runtime import WorkerRuntime
@@ -244,9 +244,10 @@ def _build(
     return 1
 
 
-def _failure(error: ImageExtractError) -> jobs_service.ItemOutcome:
+def _failure(error: ImageExtractError, name: str | None = None) -> jobs_service.ItemOutcome:
+    message = f"{name}: {error.message}" if name else error.message
     return jobs_service.ItemOutcome(
-        succeeded=False, error_code=error.kind.code, error_message=error.message
+        succeeded=False, error_code=error.kind.code, error_message=message
     )
 
 
@@ -318,9 +319,13 @@ def poll_batches(runtime: WorkerRuntime) -> int:
     for batch in due:
         try:
             _poll(runtime, batch)
-        except (ImageExtractError, StorageUnavailable) as error:
+        except ImageExtractError as error:
             log.warning("provider batch %s: %s", batch.provider_batch_id, error.message)
             _later(runtime, batch, error.message)
+        except Exception as error:
+            # Asked again later (a database away, a bug): the other batches go on.
+            log.exception("provider batch %s could not be polled", batch.provider_batch_id)
+            _later(runtime, batch, f"internal error: {error}"[:500])
     return len(due)
 
 
@@ -446,58 +451,41 @@ def _chunks(lines: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[st
 def _end_of_line(line: dict[str, Any], item: BatchItem, job: _JobView) -> _End:
     """What one output or error line means for its item: the same checks as a live call."""
     name = f"images[{item.index}]"
-    response = line.get("response")
-    error = line.get("error")
-    if isinstance(response, dict) and response.get("status_code") == 200:
+    try:
+        result = result_of_line(line)
+    except (UpstreamError, BatchExpired) as problem:
+        failure = jobs_service.ItemOutcome(
+            succeeded=False,
+            error_code=problem.kind.code,
+            error_message=f"{name}: {problem.message}",
+        )
+        return _End(item, failure, retry=True)
+    prompt_tokens = result.usage.prompt_tokens
+    completion_tokens = result.usage.completion_tokens
+    parsed = None
+    if job.request.json_mode:
         try:
-            result = result_of(response.get("body") or {})
-        except UpstreamError as problem:
-            return _End(item, _failure(UpstreamError(f"{name}: {problem.message}")), retry=True)
-        prompt_tokens = result.usage.prompt_tokens
-        completion_tokens = result.usage.completion_tokens
-        parsed = None
-        if job.request.json_mode:
-            try:
-                parsed = read_answer(result.content, job.request.schema)
-            except InvalidModelOutput as problem:
-                # Asked again live (told what was wrong), as a live call would be.
-                outcome = jobs_service.ItemOutcome(
-                    succeeded=False, content=result.content, error_code=problem.kind.code,
-                    error_message=f"{name}: {problem.message}", prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                )  # fmt: skip
-                return _End(item, outcome, retry=True)
-        return _End(
-            item,
-            jobs_service.ItemOutcome(
-                succeeded=True,
-                content=result.content,
-                parsed=parsed,
-                normalized=normalize(parsed) if job.normalize and parsed is not None else None,
-                to_ground=job.grounding and parsed is not None,
-                prompt_tokens=prompt_tokens,
+            parsed = read_answer(result.content, job.request.schema)
+        except InvalidModelOutput as problem:
+            # Asked again live (told what was wrong), as a live call would be.
+            outcome = jobs_service.ItemOutcome(
+                succeeded=False, content=result.content, error_code=problem.kind.code,
+                error_message=f"{name}: {problem.message}", prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
-            ),
-        )
-    if isinstance(response, dict):
-        status = response.get("status_code")
-        body = response.get("body")
-        detail = body.get("error", body) if isinstance(body, dict) else body
-        message = detail.get("message") if isinstance(detail, dict) else detail
-        refused = UpstreamError(
-            f"{name}: the model server answered {status} to its batch line: {message}"[:500]
-        )
-        return _End(item, _failure(refused), retry=True)
-    code = error.get("code") if isinstance(error, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if code == "batch_expired":
-        return _End(
-            item,
-            _failure(BatchExpired(f"{name}: the provider did not run it within its window")),
-            retry=True,
-        )
-    return _End(item, _failure(UpstreamError(f"{name}: the batch line failed: {code}: {message}")),
-                retry=True)  # fmt: skip
+            )  # fmt: skip
+            return _End(item, outcome, retry=True)
+    return _End(
+        item,
+        jobs_service.ItemOutcome(
+            succeeded=True,
+            content=result.content,
+            parsed=parsed,
+            normalized=normalize(parsed) if job.normalize and parsed is not None else None,
+            to_ground=job.grounding and parsed is not None,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        ),
+    )
 
 
 def _unanswered(item: BatchItem, state: BatchState) -> _End:

@@ -21,9 +21,9 @@ from typing import Any
 
 import openai
 
-from core.errors import UpstreamError
-from extraction.contract import ExtractionRequest, PreparedImage
-from extraction.providers.openai import OpenAIProvider
+from core.errors import BatchExpired, UpstreamError
+from extraction.contract import ExtractionRequest, ModelResult, PreparedImage
+from extraction.providers.openai import OpenAIProvider, result_of
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,31 @@ def _state(batch: Any) -> BatchState:
         expires_at=_when(batch.expires_at),
         errors=errors,
         metadata=dict(batch.metadata or {}),
+    )
+
+
+def result_of_line(line: dict[str, Any]) -> ModelResult:
+    """The answer a line of an output or error file carries. BatchExpired for a request
+    the provider did not run within the window, UpstreamError for one that failed."""
+    response = line.get("response")
+    if isinstance(response, dict) and response.get("status_code") == 200:
+        return result_of(response.get("body") or {})
+    if isinstance(response, dict):
+        body = response.get("body")
+        detail = body.get("error", body) if isinstance(body, dict) else body
+        message = detail.get("message") if isinstance(detail, dict) else detail
+        raise UpstreamError(
+            f"the model server answered {response.get('status_code')} to its batch line: {message}"[
+                :500
+            ]
+        )
+    failure = line.get("error")
+    if not isinstance(failure, dict):
+        failure = {}
+    if failure.get("code") == "batch_expired":
+        raise BatchExpired("the provider did not run it within the batch's window")
+    raise UpstreamError(
+        f"the batch line failed: {failure.get('code')}: {failure.get('message')}"[:500]
     )
 
 

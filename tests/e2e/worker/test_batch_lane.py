@@ -250,3 +250,44 @@ def test_mode_batch_needs_a_provider_with_a_batch_api(
     )  # fmt: skip
     assert bad.status_code == 400
     assert bad.json()["input"] == "mode"
+
+
+def test_a_batch_whose_builder_died_before_noting_it_is_found_at_the_provider_not_sent_twice(
+    caller: Caller,
+    services: Stack,
+    beat_process: Path,
+    session_factory: Any,
+    fake_model: Callable[..., dict[str, Any]],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from db.engine import unit_of_work
+    from db.models import ProviderBatch
+
+    fake_model(batch_hold=1)
+    job_id = _submit(caller, 3)
+    _until(
+        "in progress at the provider",
+        lambda: caller.client.get(f"/v1/jobs/{job_id}").json()["provider_batches"],
+    )
+    # As if its builder was killed between creating the batch at the provider and noting
+    # its id: the row is still building, its lease run out.
+    with unit_of_work(session_factory) as session:
+        session.execute(
+            update(ProviderBatch)
+            .where(ProviderBatch.job_id == job_id)
+            .values(status="building", provider_batch_id=None, provider_status=None,
+                    lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )  # fmt: skip
+    _until(
+        "adopted",
+        lambda: caller.client.get(f"/v1/jobs/{job_id}").json()["provider_batches"][0]["id"],
+    )
+    fake_model(batch_hold=0)
+    job = wait_for_job(caller.client, job_id)
+    assert job["status"] == "succeeded"
+    assert len(job["provider_batches"]) == 1
+    assert _stats(services)["batches"]["created"] == 1
+    assert _stats(services)["calls"]["batch_ok"] == 3

@@ -6,11 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 from PIL import Image, ImageDraw, ImageFont
 
 from cli.first_run import write_sample_receipt
+from tests.sample_images import png_for, size_for
 
 
 def _invoice(path: Path, number: str, total: str) -> Path:
@@ -25,11 +29,11 @@ def _invoice(path: Path, number: str, total: str) -> Path:
     return path
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEEXTRACT_")}
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEEXTRACT_")}
     return subprocess.run(
         [sys.executable, "-m", "cli", "extract", *args],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True, text=True, env={**clean, **(env or {})}, check=False,
     )  # fmt: skip
 
 
@@ -103,3 +107,50 @@ def test_extract_without_a_prompt_is_a_usage_error(tmp_path: Path) -> None:
     done = _run(str(image))
     assert done.returncode == 2
     assert "give --prompt or --schema" in done.stderr
+
+
+def test_extract_through_the_batch_api_in_input_order_failed_lines_run_live(
+    tmp_path: Path, model_server: str, fake_model: Callable[..., Any]
+) -> None:
+    """``--mode batch`` against the fake model's Batch API: two provider batches (at most
+    3 lines each here), one failed line and one expired half run again live, records in
+    the order of the inputs, the provider's files deleted."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for index in range(5):
+        (folder / f"{index}.png").write_bytes(png_for(index))
+    (folder / "9-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut off")
+    fake_model(batch_fail_next=1, batch_expire_next=1)
+    out = tmp_path / "out.jsonl"
+    env = {
+        "IMAGEEXTRACT_MODEL_PROVIDER": "openai",
+        "IMAGEEXTRACT_OPENAI_BASE_URL": f"{model_server}/v1",
+        "IMAGEEXTRACT_OPENAI_API_KEY": "sk-test",
+        "IMAGEEXTRACT_BATCH_MAX_REQUESTS": "3",
+        "IMAGEEXTRACT_BATCH_POLL_INTERVAL": "PT0.2S",
+    }
+    done = _run(str(folder), "--prompt", '{"width": "Width", "height": "Height"}', "--json",
+                "--mode", "batch", "--out", str(out), env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "5 images sent in 2 provider batches" in done.stderr
+    assert "5 of 6 images extracted" in done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["0", "1", "2", "3", "4", "9-broken"]
+    for index, row in enumerate(rows[:5]):
+        width, height = size_for(index)
+        assert row["output"] == {"width": str(width), "height": str(height)}
+        assert row["usage"]["total_tokens"] > 0
+    assert rows[5]["error"]["code"] == "corrupt_image"
+    stats = httpx.get(f"{model_server}/_stats").json()
+    # The first batch expired after 1 of its 3 lines, the second failed 1 of its 2: three
+    # images ran live.
+    assert stats["calls"]["batch_ok"] == 2
+    assert stats["calls"]["ok"] == 3
+    assert stats["batches"]["files"] == 0
+
+
+def test_extract_in_batch_mode_needs_the_openai_provider(tmp_path: Path) -> None:
+    image = _invoice(tmp_path / "a.png", "1", "1.00")
+    done = _run(str(image), "--prompt", "x", "--mode", "batch", "--provider", "local")
+    assert done.returncode == 2
+    assert "Batch API" in done.stderr
