@@ -291,3 +291,25 @@ def test_a_batch_whose_builder_died_before_noting_it_is_found_at_the_provider_no
     assert len(job["provider_batches"]) == 1
     assert _stats(services)["batches"]["created"] == 1
     assert _stats(services)["calls"]["batch_ok"] == 3
+
+
+def test_purging_a_running_batch_job_cancels_its_batch_and_deletes_the_providers_files(
+    caller: Caller,
+    services: Stack,
+    beat_process: Path,
+    fake_model: Callable[..., dict[str, Any]],
+) -> None:
+    fake_model(batch_hold=1)
+    job_id = _submit(caller, 2)
+    _until(
+        "in progress at the provider",
+        lambda: caller.client.get(f"/v1/jobs/{job_id}").json()["provider_batches"],
+    )
+    purged = caller.client.delete(f"/v1/jobs/{job_id}", params={"purge": "true"})
+    assert purged.status_code == 200
+    assert purged.json()["purged_at"] is not None
+    _until("cancelled at the provider", lambda: _stats(services)["batches"]["statuses"] == {
+        "cancelled": 1})  # fmt: skip
+    _until("the provider's files deleted", lambda: _stats(services)["batches"]["files"] == 0)
+    assert _stats(services)["batches"]["lines_run"] == 0
+    assert caller.client.get(f"/v1/jobs/{job_id}/items").status_code == 410

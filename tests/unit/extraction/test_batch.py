@@ -154,3 +154,28 @@ def test_extract_in_batch_mode_needs_the_openai_provider(tmp_path: Path) -> None
     done = _run(str(image), "--prompt", "x", "--mode", "batch", "--provider", "local")
     assert done.returncode == 2
     assert "Batch API" in done.stderr
+
+
+def test_extract_in_batch_mode_keeps_a_failed_lines_error_when_told_not_to_run_it_live(
+    tmp_path: Path, model_server: str, fake_model: Callable[..., Any]
+) -> None:
+    for index in range(2):
+        (tmp_path / f"{index}.png").write_bytes(png_for(index))
+    fake_model(batch_fail_next=1)
+    out = tmp_path / "out.jsonl"
+    env = {
+        "IMAGEEXTRACT_OPENAI_BASE_URL": f"{model_server}/v1",
+        "IMAGEEXTRACT_OPENAI_API_KEY": "sk-test",
+        "IMAGEEXTRACT_BATCH_POLL_INTERVAL": "PT0.2S",
+        "IMAGEEXTRACT_BATCH_FAILED_LINES": "fail",
+    }
+    done = _run(str(tmp_path / "0.png"), str(tmp_path / "1.png"), "--prompt", "Size?",
+                "--provider", "openai", "--mode", "batch", "--out", str(out), env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    errors = [row["error"] for row in rows if row["error"] is not None]
+    assert len(errors) == 1
+    assert errors[0]["code"] == "upstream_error"
+    assert "500" in errors[0]["message"]
+    assert [row["output"] for row in rows if row["error"] is None] != []
+    assert httpx.get(f"{model_server}/_stats").json()["calls"].get("ok", 0) == 0
