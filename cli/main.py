@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli import accounts, credits, database, extract, processes, server
+from cli import accounts, credits, database, extract, processes, server, submit
 
 
 @click.group()
@@ -23,6 +23,8 @@ main.add_command(processes.beat)
 main.add_command(server.api)
 main.add_command(server.serve)
 main.add_command(extract.extract)
+main.add_command(submit.submit)
+main.add_command(submit.jobs)
 
 
 def run() -> None:

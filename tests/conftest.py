@@ -9,6 +9,7 @@ The stack runs twice: with images on the filesystem (``[file]``) and in an S3 se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -200,6 +201,13 @@ def cpu_worker_process(
 
 @pytest.fixture(scope="session")
 def api_url(settings: Any) -> Iterator[str]:
+    with _api_server(settings) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _api_server(settings: Any) -> Iterator[str]:
+    """The API in a thread of this process, on a loopback port: its base URL."""
     from api.app import create_app
     from api.http_server import server_config
 
@@ -211,9 +219,21 @@ def api_url(settings: Any) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     stack.wait_for_port(port)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def api_with(services: Stack) -> Iterator[Callable[..., str]]:
+    """An API of its own, with settings of the test's choosing (the stack's, changed):
+    its base URL."""
+    from core.settings import Settings
+
+    with contextlib.ExitStack() as servers:
+        yield lambda **changes: servers.enter_context(_api_server(Settings(**changes)))
 
 
 TABLES = ("job_items", "jobs", "api_keys", "accounts")

@@ -4,17 +4,13 @@ a real worker; failed and expired lines run once more as live calls."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-import uvicorn
 
-from tests import stack
 from tests.conftest import METRICS_TOKEN, Caller, Stack, wait_for_job
 from tests.e2e.worker.test_grounding import TEMPLATE as SIZE_TEMPLATE
 from tests.e2e.worker.test_grounding import _printed_size
@@ -181,34 +177,6 @@ def test_grounding_reads_the_image_back_from_the_providers_copy(
     assert item["evidence"]["width"]["grounded"] is True
     assert item["evidence"]["height"]["grounded"] is True
     assert services.stored_files() == []
-
-
-@pytest.fixture
-def api_with(services: Stack) -> Iterator[Callable[..., str]]:
-    """An API of its own, with settings of the test's choosing: its base URL."""
-    from api.app import create_app
-    from api.http_server import server_config
-    from core.settings import Settings
-
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(**changes: Any) -> str:
-        settings = Settings(**changes)
-        port = stack.free_port()
-        server = uvicorn.Server(
-            server_config(create_app(settings), settings, host="127.0.0.1", port=port,
-                          log_level="warning")
-        )  # fmt: skip
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        stack.wait_for_port(port)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_the_batch_price_is_half_the_live_price_rounded_up_or_its_own_setting(

@@ -1,0 +1,395 @@
+"""``imageextract submit`` and ``imageextract jobs``: a remote server's client, for the night's
+scans (through the SDK, ``imageextract.Client``).
+
+``submit`` splits the inputs into jobs by the server's limits (``GET /v1/account``), sends
+each with an Idempotency-Key made from the inputs and the chunk (the same command run again
+after a crash gets the jobs it already made, and pays nothing twice), shows a progress bar
+per phase (upload bytes, images done), writes every result as its job ends, in input order,
+and sums up. Exit status: 0 when every image succeeded, 2 when some failed (listed), 1 on
+an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from cli.progress import Phase
+from cli.results_csv import CsvResults
+from extraction.batch import BatchEntry, entries_from_manifest, entries_from_paths
+from imageextract import APIError, Client, Job
+from imageextract.requests import prompt_with_schema
+
+# Room kept under the job byte limit for part headers and fields.
+PART_OVERHEAD = 512
+
+
+@dataclass
+class Chunk:
+    """Entries sent as one job (positions in the input), and the job once sent."""
+
+    prompt: str
+    positions: list[int] = field(default_factory=list)
+    size: int = 0
+    key: str = ""
+    job: Job | None = None
+    written: bool = False
+
+
+def _client(url: str | None, key: str | None) -> Client:
+    try:
+        return Client(url, key)
+    except ValueError as error:
+        raise click.UsageError(f"{error} (or give --url / --key)") from error
+
+
+def _plan(
+    entries: list[BatchEntry], limits: Any, identity: str, options: dict[str, Any]
+) -> tuple[list[Chunk], dict[int, dict[str, str]]]:
+    """Jobs within the server's limits, in input order (a new one where the prompt changes),
+    and the images refused here (missing, or larger than an image may be)."""
+    chunks: list[Chunk] = []
+    refused: dict[int, dict[str, str]] = {}
+    for position, entry in enumerate(entries):
+        try:
+            size = entry.image.stat().st_size
+        except OSError as error:
+            refused[position] = {"code": "missing_field",
+                                 "message": f"{entry.image}: {error.strerror}"}  # fmt: skip
+            continue
+        if size > limits.max_image_bytes:
+            refused[position] = {
+                "code": "image_too_large",
+                "message": f"{entry.image} is {size} bytes; the server takes at most "
+                f"{limits.max_image_bytes} per image",
+            }
+            continue
+        chunk = chunks[-1] if chunks else None
+        if (
+            chunk is None
+            or chunk.prompt != entry.prompt
+            or len(chunk.positions) >= limits.max_images_per_job
+            or chunk.size + size + PART_OVERHEAD > limits.max_job_bytes
+        ):
+            chunk = Chunk(prompt=entry.prompt)
+            chunks.append(chunk)
+        chunk.positions.append(position)
+        chunk.size += size + PART_OVERHEAD
+    for number, chunk in enumerate(chunks):
+        digest = hashlib.sha256(f"imageextract-submit/1\n{identity}\n{number}\n".encode())
+        digest.update(json.dumps({"prompt": chunk.prompt, **options}, sort_keys=True).encode())
+        for position in chunk.positions:
+            path = entries[position].image.resolve()
+            stat = path.stat()
+            digest.update(f"\n{path}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+        chunk.key = f"submit-{digest.hexdigest()[:48]}"
+    return chunks, refused
+
+
+class _Sink:
+    """Where result lines go: JSON Lines (a file or stdout) and/or CSV."""
+
+    def __init__(self, out: TextIO | None, table: CsvResults | None) -> None:
+        self.out = out
+        self.table = table
+        self.by_status: Counter[str] = Counter()
+        self.failures: list[tuple[str, str, str]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        status = record.get("status") or "failed"
+        self.by_status[status] += 1
+        if status != "succeeded":
+            error = record.get("error") or {}
+            self.failures.append((str(record["id"]), str(error.get("code") or status),
+                                  str(error.get("message") or "")))  # fmt: skip
+        if self.out is not None:
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.out.flush()
+        if self.table is not None:
+            self.table.write(record)
+
+
+def _write_job(sink: _Sink, entries: list[BatchEntry], chunk: Chunk) -> None:
+    assert chunk.job is not None  # noqa: S101 — written only once sent
+    for item in chunk.job.results():
+        entry = entries[chunk.positions[item.index]]
+        sink.write({"id": entry.id, "image": str(entry.image), "job_id": chunk.job.id,
+                    **item.model_dump(mode="json")})  # fmt: skip
+    chunk.written = True
+
+
+def _write_refused(sink: _Sink, entries: list[BatchEntry], refused: dict[int, dict[str, str]],
+                   positions: Iterator[int]) -> None:  # fmt: skip
+    for position in positions:
+        if position in refused:
+            entry = entries[position]
+            sink.write({"id": entry.id, "image": str(entry.image), "job_id": None,
+                        "status": "failed", "error": refused.pop(position)})  # fmt: skip
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='JSON Lines: {"id"?, "image", "prompt"?} per line.')  # fmt: skip
+@click.option("--prompt", help="What to extract; may hold a JSON template.")
+@click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A JSON template or JSON Schema file (JSON mode follows).")  # fmt: skip
+@click.option("--json/--no-json", "json_mode", default=None, help="Results as JSON.")
+@click.option("--priority", type=click.Choice(["interactive", "normal", "batch"]))
+@click.option("--mode", type=click.Choice(["live", "batch"]),
+              help="batch: through the provider's Batch API, within 24 h, cheaper.")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result lines (JSON Lines); default: stdout unless --csv.")  # fmt: skip
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Results as CSV, the template's keys as columns.")  # fmt: skip
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the results, or print the jobs and stop.")  # fmt: skip
+@click.option("--url", envvar="IMAGEEXTRACT_URL", help="The server [IMAGEEXTRACT_URL].")
+@click.option("--key", envvar="IMAGEEXTRACT_API_KEY", help="API key [IMAGEEXTRACT_API_KEY].")
+@click.option("--poll-interval", type=float, default=1.0, show_default=True)
+def submit(
+    paths: tuple[Path, ...],
+    manifest: Path | None,
+    prompt: str | None,
+    schema: Path | None,
+    json_mode: bool | None,
+    priority: str | None,
+    mode: str | None,
+    out: Path | None,
+    csv_path: Path | None,
+    wait: bool,
+    url: str | None,
+    key: str | None,
+    poll_interval: float,
+) -> None:
+    """Send images (files, folders or a manifest) to a server and write their results.
+
+    Large inputs are split into jobs by the server's limits. Run the same command again
+    after a crash: jobs already sent are found again (Idempotency-Key), not paid twice.
+    """
+    if schema is not None:
+        prompt = prompt_with_schema(prompt, schema)
+        json_mode = True if json_mode is None else json_mode
+    if manifest is not None:
+        try:
+            entries = entries_from_manifest(manifest, prompt)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+        identity = f"manifest:{manifest.resolve()}"
+    elif paths:
+        if not prompt:
+            raise click.UsageError("give --prompt or --schema")
+        entries = entries_from_paths(paths, prompt)
+        identity = "paths:" + "\n".join(str(path.resolve()) for path in paths)
+    else:
+        raise click.UsageError("give PATHS or --manifest")
+    if not entries:
+        raise click.UsageError("no images found")
+    try:
+        failed = _submit(entries, identity, json_mode, priority, mode, out, csv_path, wait,
+                         url, key, poll_interval)  # fmt: skip
+    except APIError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    sys.exit(2 if failed else 0)
+
+
+def _submit(
+    entries: list[BatchEntry],
+    identity: str,
+    json_mode: bool | None,
+    priority: str | None,
+    mode: str | None,
+    out: Path | None,
+    csv_path: Path | None,
+    wait: bool,
+    url: str | None,
+    key: str | None,
+    poll_interval: float,
+) -> bool:
+    """Returns whether some image failed."""
+    options = {"json_mode": json_mode, "priority": priority, "mode": mode}
+    with _client(url, key) as client:
+        limits = client.account.get().limits
+        chunks, refused = _plan(entries, limits, identity, options)
+        click.echo(f"{len(entries)} images in {len(chunks)} jobs", err=True)
+        _upload(client, entries, chunks, options)
+        if not wait:
+            for chunk in chunks:
+                assert chunk.job is not None  # noqa: S101
+                click.echo(f"{chunk.job.id}\t{chunk.job.status}\t{len(chunk.positions)} images")
+            return bool(refused)
+        with ExitStack() as files:
+            jsonl: TextIO | None = None
+            if out is not None:
+                jsonl = files.enter_context(out.open("w"))
+            elif csv_path is None:
+                jsonl = sys.stdout
+            table = None
+            if csv_path is not None:
+                stream = files.enter_context(csv_path.open("w", newline=""))
+                table = CsvResults(stream, entries[0].prompt, bool(json_mode))
+            sink = _Sink(jsonl, table)
+            _follow(entries, chunks, refused, sink, poll_interval)
+        _summary(chunks, sink)
+        return bool(sink.failures)
+
+
+def _upload(
+    client: Client, entries: list[BatchEntry], chunks: list[Chunk], options: dict[str, Any]
+) -> None:
+    total = sum(chunk.size for chunk in chunks)
+    phase = Phase("upload", total, "B")
+    before = 0
+    for chunk in chunks:
+
+        def progress(sent: int, _total: int, base: int = before) -> None:
+            phase.update(base + sent)
+
+        chunk.job = client.jobs.create(
+            [entries[position].image for position in chunk.positions], chunk.prompt,
+            idempotency_key=chunk.key, on_upload=progress,
+            **{name: value for name, value in options.items() if value is not None},
+        )  # fmt: skip
+        before += chunk.size
+        phase.update(before)
+    phase.finish()
+
+
+def _follow(
+    entries: list[BatchEntry],
+    chunks: list[Chunk],
+    refused: dict[int, dict[str, str]],
+    sink: _Sink,
+    poll_interval: float,
+) -> None:
+    """Poll the jobs; write each one's results once it and those before it have ended."""
+    phase = Phase("images", sum(len(chunk.positions) for chunk in chunks), "images")
+    position = 0
+    while True:
+        done = 0
+        for chunk in chunks:
+            assert chunk.job is not None  # noqa: S101
+            if not chunk.job.ended:
+                chunk.job.refresh()
+            counts = chunk.job.data.counts
+            done += counts.succeeded + counts.failed + counts.cancelled
+        phase.update(done)
+        for chunk in chunks:
+            assert chunk.job is not None  # noqa: S101
+            if chunk.written:
+                continue
+            if not chunk.job.ended:
+                break
+            _write_refused(sink, entries, refused, iter(range(position, chunk.positions[0])))
+            _write_job(sink, entries, chunk)
+            position = chunk.positions[-1] + 1
+        if all(chunk.written for chunk in chunks):
+            break
+        time.sleep(poll_interval)
+    _write_refused(sink, entries, refused, iter(range(position, len(entries))))
+    phase.finish()
+
+
+def _summary(chunks: list[Chunk], sink: _Sink) -> None:
+    succeeded = sink.by_status["succeeded"]
+    images = sum(sink.by_status.values())
+    credits = sum(chunk.job.data.credits.captured for chunk in chunks if chunk.job is not None)
+    click.echo(f"{succeeded} of {images} images succeeded; {credits} credits charged "
+               f"over {len(chunks)} jobs", err=True)  # fmt: skip
+    if sink.failures:
+        by_code = Counter(code for _id, code, _message in sink.failures)
+        click.echo("failed: " + ", ".join(f"{n} {code}" for code, n in by_code.most_common()),
+                   err=True)  # fmt: skip
+        for entry_id, code, message in sink.failures:
+            click.echo(f"  {entry_id}: {code}: {message}", err=True)
+
+
+@click.group()
+@click.option("--url", envvar="IMAGEEXTRACT_URL", help="The server [IMAGEEXTRACT_URL].")
+@click.option("--key", envvar="IMAGEEXTRACT_API_KEY", help="API key [IMAGEEXTRACT_API_KEY].")
+@click.pass_context
+def jobs(context: click.Context, url: str | None, key: str | None) -> None:
+    """The account's jobs on a server: list, show, cancel, retry, results."""
+    context.obj = context.with_resource(_client(url, key))
+
+
+def _job(context: click.Context, job_id: str) -> Job:
+    client: Client = context.obj
+    try:
+        return client.jobs.get(job_id)
+    except APIError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@jobs.command("list")
+@click.option("--status")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_context
+def list_jobs(context: click.Context, status: str | None, limit: int) -> None:
+    """The newest jobs: id, status, images done of all, created."""
+    client: Client = context.obj
+    for number, job in enumerate(client.jobs.list(status=status)):
+        if number >= limit:
+            break
+        done = job.items_succeeded + job.items_failed + job.items_cancelled
+        click.echo(
+            f"{job.id}\t{job.status}\t{done}/{job.item_count}\t{job.created_at:%Y-%m-%d %H:%M}"
+        )
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.pass_context
+def show(context: click.Context, job_id: str) -> None:
+    """The job as JSON."""
+    click.echo(_job(context, job_id).data.model_dump_json(indent=2))
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.pass_context
+def cancel(context: click.Context, job_id: str) -> None:
+    """Cancel: images not sent to the model yet never are."""
+    job = _job(context, job_id)
+    try:
+        job.cancel()
+    except APIError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{job.id}\t{job.status}")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.pass_context
+def retry(context: click.Context, job_id: str) -> None:
+    """Run the job's failed images again (those whose failure may pass)."""
+    job = _job(context, job_id)
+    try:
+        job.retry()
+    except APIError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{job.id}\t{job.status}")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def results(context: click.Context, job_id: str, out: Path | None) -> None:
+    """The job's results as JSON Lines, in input order (those ended so far)."""
+    job = _job(context, job_id)
+    with ExitStack() as files:
+        stream: TextIO = files.enter_context(out.open("w")) if out is not None else sys.stdout
+        for item in job.results():
+            stream.write(item.model_dump_json() + "\n")
