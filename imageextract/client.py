@@ -10,7 +10,7 @@
 
 Return values are the API's own Pydantic models (``api.schemas``). Every problem the
 server answers with raises the exception of its code (``imageextract.errors``). Answers
-429, 502, 503 and 504 and broken connections are tried again (after Retry-After when the
+429 and 5xx and broken connections are tried again (after Retry-After when the
 server gives one); a submission always carries an Idempotency-Key (made up when not
 given), so trying it again never makes a second job.
 """

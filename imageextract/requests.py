@@ -29,9 +29,10 @@ ImageInput = str | os.PathLike[str] | bytes
 UploadProgress = Callable[[int, int], None]
 
 CHUNK = 256 * 1024
-# Answers worth asking again: rate limited, or the server or a proxy in front of it briefly
-# away. 409 only for a submission whose Idempotency-Key is still held by an earlier try.
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Answers worth asking again: rate limited, or the server (or a proxy in front of it) failing
+# or briefly away. Every call is safe to repeat: reads, cancels, and submissions, which carry
+# an Idempotency-Key. 409 only for a submission whose key an earlier try still holds.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_SCHEMA_PROMPT = "Extract the information from the image using this schema:"
 
 

@@ -92,6 +92,7 @@ def test_the_sdk_tries_again_after_retry_after_and_reads_the_environment(
 ) -> None:
     answers = [
         (503, {"Retry-After": "0"}, b"busy"),
+        (500, {}, b"oops"),
         (429, {"Retry-After": "0", "Content-Type": "application/json"}, b'{"code":"rate_limited"}'),
     ]  # fmt: skip
     account = json.dumps({
@@ -199,6 +200,18 @@ def test_submit_reports_model_failures_with_exit_2(
     assert "0 of 3 images succeeded" in done.stderr
     assert "failed: 3 upstream_error" in done.stderr
     assert "  000: upstream_error:" in done.stderr
+    # The SDK runs them again once the model is back.
+    fake_model(error_rate=0.0)
+    client = imageextract.Client(api_url, caller.key)
+    job_id = json.loads((tmp_path / "o").read_text().splitlines()[0])["job_id"]
+    job = client.jobs.get(job_id)
+    assert [item.error.code for item in job.items(status="failed") if item.error] == [
+        "upstream_error"
+    ] * 3
+    assert job.retry().wait(timeout=60, poll_interval=0.2).status == "succeeded"
+    assert [item.content for item in job.results()] == [
+        f"An image of {size_for(i)[0]}x{size_for(i)[1]} pixels." for i in range(3)
+    ]
 
 
 def test_submit_killed_halfway_through_the_upload_and_run_again_charges_each_image_once(
