@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,12 +361,7 @@ def show(context: click.Context, job_id: str) -> None:
 @click.pass_context
 def cancel(context: click.Context, job_id: str) -> None:
     """Cancel: images not sent to the model yet never are."""
-    job = _job(context, job_id)
-    try:
-        job.cancel()
-    except APIError as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(f"{job.id}\t{job.status}")
+    _act(_job(context, job_id), Job.cancel)
 
 
 @jobs.command()
@@ -374,9 +369,12 @@ def cancel(context: click.Context, job_id: str) -> None:
 @click.pass_context
 def retry(context: click.Context, job_id: str) -> None:
     """Run the job's failed images again (those whose failure may pass)."""
-    job = _job(context, job_id)
+    _act(_job(context, job_id), Job.retry)
+
+
+def _act(job: Job, action: Callable[[Job], Job]) -> None:
     try:
-        job.retry()
+        action(job)
     except APIError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{job.id}\t{job.status}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.errors import ImageExtractError
 from core.settings import Settings
-from extraction.contract import ExtractionRequest, PrintedLine, Provider, Scene
+from extraction.contract import ExtractionRequest, PreparedImage, PrintedLine, Provider, Scene
 from extraction.grounding import ground
 from extraction.images import prepare_image
 from extraction.normalize import normalize
@@ -83,6 +83,27 @@ def entries_from_manifest(manifest: Path, default_prompt: str | None) -> list[Ba
 Reader = Callable[[bytes], tuple[PrintedLine, ...]]
 
 
+def prepare_entry(
+    settings: Settings, entry: BatchEntry, *, json_mode: bool, scene: Scene
+) -> tuple[bytes, PreparedImage, ExtractionRequest]:
+    """An entry's file read and prepared, and its request; ImageExtractError naming the
+    file when it cannot be read or decoded."""
+    try:
+        data = entry.image.read_bytes()
+    except OSError as error:
+        raise ImageExtractError(f"{entry.image}: cannot read the file: {error.strerror}") from error
+    prepared = prepare_image(
+        data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels,
+        name=str(entry.image),
+    )  # fmt: skip
+    request = ExtractionRequest(
+        prompt=entry.prompt, json_mode=json_mode, scene=scene,
+        max_tokens=settings.max_output_tokens,
+        schema=schema_of_prompt(entry.prompt) if json_mode else None,
+    )  # fmt: skip
+    return data, prepared, request
+
+
 def extract_one(
     provider: Provider,
     settings: Settings,
@@ -100,21 +121,7 @@ def extract_one(
                               "usage": None, "error": None}  # fmt: skip
     started = time.perf_counter()
     try:
-        try:
-            data = entry.image.read_bytes()
-        except OSError as error:
-            raise ImageExtractError(
-                f"{entry.image}: cannot read the file: {error.strerror}"
-            ) from error
-        prepared = prepare_image(
-            data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels,
-            name=str(entry.image),
-        )  # fmt: skip
-        request = ExtractionRequest(
-            prompt=entry.prompt, json_mode=json_mode, scene=scene,
-            max_tokens=settings.max_output_tokens,
-            schema=schema_of_prompt(entry.prompt) if json_mode else None,
-        )  # fmt: skip
+        data, prepared, request = prepare_entry(settings, entry, json_mode=json_mode, scene=scene)
         result = provider.extract(prepared, request)
         output = read_answer(result.content, request.schema) if json_mode else result.content
         record["output"] = output

@@ -19,15 +19,13 @@ from typing import Any
 
 from core.errors import BatchExpired, ImageExtractError, InvalidModelOutput, UpstreamError
 from core.settings import Settings
-from extraction.batch import BatchEntry, Reader, extract_one
+from extraction.batch import BatchEntry, Reader, extract_one, prepare_entry
 from extraction.contract import ExtractionRequest, Scene
 from extraction.grounding import ground
-from extraction.images import prepare_image
 from extraction.normalize import normalize
 from extraction.output import read_answer
 from extraction.providers.openai import OpenAIProvider
 from extraction.providers.openai_batch import BatchState, OpenAIBatches, result_of_line
-from extraction.schema import schema_of_prompt
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +64,9 @@ def _submit_all(
         for position, entry in enumerate(entries):
             record = records[position] = _record(entry)
             try:
-                try:
-                    data = entry.image.read_bytes()
-                except OSError as error:
-                    raise ImageExtractError(
-                        f"{entry.image}: cannot read the file: {error.strerror}"
-                    ) from error
-                prepared = prepare_image(
-                    data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels,
-                    name=str(entry.image),
-                )  # fmt: skip
-                request = ExtractionRequest(
-                    prompt=entry.prompt, json_mode=json_mode, scene=scene,
-                    max_tokens=settings.max_output_tokens,
-                    schema=schema_of_prompt(entry.prompt) if json_mode else None,
-                )  # fmt: skip
+                _data, prepared, request = prepare_entry(
+                    settings, entry, json_mode=json_mode, scene=scene
+                )
                 line = client.request_line(str(position), prepared, request)
             except ImageExtractError as error:
                 record["error"] = {"code": error.kind.code, "message": error.message}
