@@ -34,6 +34,22 @@ from imageextract.requests import prompt_with_schema
 PART_OVERHEAD = 512
 
 
+class UsageError(click.UsageError):
+    """A usage error exits 1 here, as every error does: 2 means that some images failed."""
+
+    exit_code = 1
+
+
+class _Command(click.Command):
+    """Options that do not parse (click's usage errors) exit 1 as well."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:
+            raise UsageError(error.message, error.ctx) from error
+
+
 @dataclass
 class Chunk:
     """Entries sent as one job (positions in the input), and the job once sent."""
@@ -50,7 +66,7 @@ def _client(url: str | None, key: str | None) -> Client:
     try:
         return Client(url, key)
     except ValueError as error:
-        raise click.UsageError(f"{error} (or give --url / --key)") from error
+        raise UsageError(f"{error} (or give --url / --key)") from error
 
 
 def _plan(
@@ -137,7 +153,7 @@ def _write_refused(sink: _Sink, entries: list[BatchEntry], refused: dict[int, di
                         "status": "failed", "error": refused.pop(position)})  # fmt: skip
 
 
-@click.command()
+@click.command(cls=_Command)
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='JSON Lines: {"id"?, "image", "prompt"?} per line.')  # fmt: skip
@@ -184,17 +200,17 @@ def submit(
         try:
             entries = entries_from_manifest(manifest, prompt)
         except ValueError as error:
-            raise click.UsageError(str(error)) from error
+            raise UsageError(str(error)) from error
         identity = f"manifest:{manifest.resolve()}"
     elif paths:
         if not prompt:
-            raise click.UsageError("give --prompt or --schema")
+            raise UsageError("give --prompt or --schema")
         entries = entries_from_paths(paths, prompt)
         identity = "paths:" + "\n".join(str(path.resolve()) for path in paths)
     else:
-        raise click.UsageError("give PATHS or --manifest")
+        raise UsageError("give PATHS or --manifest")
     if not entries:
-        raise click.UsageError("no images found")
+        raise UsageError("no images found")
     try:
         failed = _submit(entries, identity, json_mode, priority, mode, out, csv_path, wait,
                          url, key, poll_interval)  # fmt: skip

@@ -340,3 +340,17 @@ def test_the_sdk_needs_a_server_and_a_key(monkeypatch: pytest.MonkeyPatch, servi
     monkeypatch.delenv("IMAGEEXTRACT_API_KEY", raising=False)
     with pytest.raises(ValueError, match="IMAGEEXTRACT_URL"):
         imageextract.Client()
+
+
+def test_submit_exits_1_on_an_error_with_the_servers_message(
+    caller: Caller, api_url: str, tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path, 1)
+    done = _submit("submit", str(folder), "--prompt", "x", key="iek_not-a-key", url=api_url)
+    assert done.returncode == 1
+    assert "unauthorized" in done.stderr
+    nothing = _submit("submit", "--prompt", "x", key=caller.key, url=api_url)
+    assert nothing.returncode == 1  # 2 would say that some images failed
+    assert "give PATHS or --manifest" in nothing.stderr
+    unknown = _submit("submit", str(folder), "--colour", key=caller.key, url=api_url)
+    assert unknown.returncode == 1
