@@ -24,8 +24,8 @@ from typing import Any, TextIO
 
 import click
 
+from api.results_csv import CsvResults
 from cli.progress import Phase
-from cli.results_csv import CsvResults
 from extraction.batch import BatchEntry, entries_from_manifest, entries_from_paths
 from imageextract import APIError, Client, Job
 from imageextract.requests import prompt_with_schema
@@ -254,7 +254,9 @@ def _submit(
             table = None
             if csv_path is not None:
                 stream = files.enter_context(csv_path.open("w", newline=""))
-                table = CsvResults(stream, entries[0].prompt, bool(json_mode))
+                table = CsvResults(
+                    stream, entries[0].prompt, bool(json_mode), base=["id", "image", "job_id"]
+                )
             sink = _Sink(jsonl, table)
             _follow(entries, chunks, refused, sink, poll_interval)
         _summary(chunks, sink)

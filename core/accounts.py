@@ -80,7 +80,25 @@ def revoke_key(session: Session, key_id: uuid.UUID) -> None:
 
 
 def create_key(session: Session, account_name: str) -> NewKey:
-    account = get_account(session, account_name)
+    return create_account_key(session, get_account(session, account_name))
+
+
+def revoke_account_key(session: Session, account: Account, key_id: uuid.UUID) -> None:
+    """Revoke one of the account's own keys; its last working key stays (the account
+    would lock itself out: make another first)."""
+    keys = accounts_repository.list_api_keys(session, account.id)
+    target = next((key for key in keys if key.id == key_id and key.revoked_at is None), None)
+    if target is None:
+        raise NotFound(f"no active key with id {key_id} in this account", input="key_id")
+    if sum(key.revoked_at is None for key in keys) == 1:
+        raise Conflict(
+            "this is the account's last working key; create another before revoking it",
+            input="key_id",
+        )
+    accounts_repository.revoke_api_key(session, key_id, datetime.now(UTC))
+
+
+def create_account_key(session: Session, account: Account) -> NewKey:
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = accounts_repository.add_api_key(
         session, account.id, prefix=secret[:12], key_hash=hash_key(secret)

@@ -29,6 +29,17 @@ def add_api_key(session: Session, account_id: uuid.UUID, prefix: str, key_hash: 
     return api_key
 
 
+def list_api_keys(session: Session, account_id: uuid.UUID) -> list[ApiKey]:
+    """The account's keys, newest first, revoked ones included."""
+    return list(
+        session.scalars(
+            select(ApiKey)
+            .where(ApiKey.account_id == account_id)
+            .order_by(ApiKey.created_at.desc(), ApiKey.id)
+        )
+    )
+
+
 def get_account_by_key_hash(session: Session, key_hash: str) -> tuple[Account, ApiKey] | None:
     row = session.execute(
         select(Account, ApiKey)

@@ -11,14 +11,20 @@ from api.dependencies import AccountDep, SessionDep, StateDep
 from api.pagination import decode_cursor, page
 from api.schemas.account import (
     AccountOut,
+    ApiKeyList,
+    ApiKeyOut,
     LedgerEntryOut,
     LedgerPage,
     LimitsOut,
+    NewApiKeyOut,
     PriceOut,
     RateLimitOut,
 )
+from core import accounts as accounts_service
 from core.errors import InvalidRequest
+from db import accounts as accounts_repository
 from db import credits as credits_repository
+from db.models import ApiKey
 
 router = APIRouter(prefix="/v1/account", tags=["account"])
 
@@ -73,3 +79,31 @@ def get_ledger(
         entries=[LedgerEntryOut.model_validate(entry) for entry in entries],
         next_cursor=next_cursor,
     )
+
+
+def _key_out(key: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(id=key.id, prefix=key.prefix, created_at=key.created_at,
+                     revoked_at=key.revoked_at)  # fmt: skip
+
+
+@router.get("/keys", response_model=ApiKeyList)
+def list_keys(account: AccountDep, session: SessionDep) -> ApiKeyList:
+    """The account's API keys (their prefixes; a key itself is shown only when made)."""
+    return ApiKeyList(
+        keys=[_key_out(key) for key in accounts_repository.list_api_keys(session, account.id)]
+    )
+
+
+@router.post("/keys", status_code=201, response_model=NewApiKeyOut)
+def create_key(account: AccountDep, session: SessionDep) -> NewApiKeyOut:
+    """A new API key for the account, shown in this answer only."""
+    new = accounts_service.create_account_key(session, account)
+    session.refresh(new.api_key)
+    return NewApiKeyOut(**_key_out(new.api_key).model_dump(), key=new.secret)
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+def revoke_key(key_id: uuid.UUID, account: AccountDep, session: SessionDep) -> None:
+    """Revoke a key of the account: it stops working at once. The last working key
+    cannot be revoked (409): make another first."""
+    accounts_service.revoke_account_key(session, account, key_id)

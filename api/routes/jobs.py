@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.dependencies import AccountDep, JobDep, SessionDep, ShortAccountDep, StateDep
 from api.pagination import decode_cursor, page
+from api.results_csv import CsvResults
 from api.schemas.jobs import (
     CreditsOut,
     ItemCounts,
@@ -338,6 +340,34 @@ def get_job_results(job: JobDep, state: StateDep) -> StreamingResponse:
                 yield item_out(item).model_dump_json().encode() + b"\n"
 
     return StreamingResponse(lines(), media_type="application/jsonl")
+
+
+@router.get(
+    "/{job_id}/results.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "One row per image"}},
+)
+def get_job_results_csv(job: JobDep, state: StateDep) -> StreamingResponse:
+    """Every finished item in input order as CSV: the template's keys as columns (nested
+    objects as ``seller.name``; a row per element of its first list of objects)."""
+    _check_not_purged(job)
+    prompt, json_mode = job.prompt, job.json_mode
+
+    def rows() -> Iterator[bytes]:
+        buffer = io.StringIO()
+        table = CsvResults(buffer, prompt, json_mode, base=["index", "source_name"])
+        with unit_of_work(state.session_factory) as session:
+            for item in jobs_repository.iter_finished_items(session, job.id):
+                table.write(item_out(item).model_dump(mode="json"))
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode()
+
+    return StreamingResponse(
+        rows(), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{job.id}.csv"'},
+    )  # fmt: skip
 
 
 def _check_not_purged(job: Job) -> None:

@@ -54,3 +54,18 @@ class LedgerEntryOut(BaseModel):
 class LedgerPage(BaseModel):
     entries: list[LedgerEntryOut]
     next_cursor: str | None
+
+
+class ApiKeyOut(BaseModel):
+    id: uuid.UUID
+    prefix: str = Field(description="The key's first characters, to recognise it by.")
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewApiKeyOut(ApiKeyOut):
+    key: str = Field(description="The key itself: shown this once, store it now.")
+
+
+class ApiKeyList(BaseModel):
+    keys: list[ApiKeyOut]

@@ -326,3 +326,30 @@ def test_job_list_filters_by_status_and_time_and_pages(
 
     other = make_caller("other")
     assert other.client.get("/v1/jobs").json()["jobs"] == []
+
+
+def test_an_account_makes_lists_and_revokes_its_own_keys(
+    make_caller: Callable[..., Caller], api_url: str
+) -> None:
+    owner, other = make_caller("owner"), make_caller("other")
+    made = owner.client.post("/v1/account/keys")
+    assert made.status_code == 201
+    new = made.json()
+    assert new["key"].startswith(new["prefix"])
+    listed = owner.client.get("/v1/account/keys").json()["keys"]
+    assert listed[0]["id"] == new["id"]
+    assert all("key" not in key for key in listed)
+    assert len(listed) == 2
+    # The new key works; another account cannot revoke it.
+    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {new['key']}"}) as c:
+        assert c.get("/v1/account").json()["name"] == "owner"
+        assert other.client.delete(f"/v1/account/keys/{new['id']}").status_code == 404
+        # Revoked with the first key: it stops working at once.
+        assert owner.client.delete(f"/v1/account/keys/{new['id']}").status_code == 204
+        assert c.get("/v1/account").status_code == 401
+    listed = owner.client.get("/v1/account/keys").json()["keys"]
+    first = next(key for key in listed if key["id"] != new["id"])
+    # The last working key stays: the account would lock itself out.
+    refused = owner.client.delete(f"/v1/account/keys/{first['id']}")
+    assert refused.status_code == 409
+    assert "last working key" in refused.json()["detail"]

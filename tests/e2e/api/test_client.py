@@ -314,14 +314,14 @@ def test_jobs_commands_list_show_cancel_and_results(
 def test_csv_flattens_nested_objects_and_gives_a_row_per_element_of_the_first_list() -> None:
     import io
 
-    from cli.results_csv import CsvResults
+    from api.results_csv import CsvResults
 
     stream = io.StringIO()
     prompt = json.dumps({
         "invoice_no": "No", "seller": {"name": "Name"},
         "items": [{"name": "Item", "total": "Amount"}], "tags": ["Tag"],
     })  # fmt: skip
-    table = CsvResults(stream, prompt, json_mode=True)
+    table = CsvResults(stream, prompt, json_mode=True, base=["id", "image", "job_id"])
     items = [{"name": "pen", "total": "2.00"}, {"name": "ink", "total": "5.00"}]
     parsed = {"invoice_no": "7", "seller": {"name": "Acme"}, "tags": ["x", "y"], "items": items}
     table.write({"id": "a", "status": "succeeded", "parsed": parsed})
@@ -354,3 +354,17 @@ def test_submit_exits_1_on_an_error_with_the_servers_message(
     assert "give PATHS or --manifest" in nothing.stderr
     unknown = _submit("submit", str(folder), "--colour", key=caller.key, url=api_url)
     assert unknown.returncode == 1
+
+
+def test_results_as_csv_from_the_api(caller: Caller, api_url: str) -> None:
+    client = imageextract.Client(api_url, caller.key)
+    job = client.jobs.create(images=[png_for(3), b"\x89PNG\r\n\x1a\n cut"], schema=TEMPLATE)
+    job.wait(timeout=60, poll_interval=0.2)
+    response = caller.client.get(f"/v1/jobs/{job.id}/results.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert f'filename="{job.id}.csv"' in response.headers["content-disposition"]
+    rows = response.text.splitlines()
+    assert rows[0] == "index,source_name,status,error_code,error_message,width,height"
+    assert rows[1] == "0,image-0,succeeded,,,19,16"
+    assert rows[2].startswith("1,image-1,failed,corrupt_image,")

@@ -1,4 +1,5 @@
-"""Results as CSV: the template's keys become columns.
+"""Results as CSV: the template's keys become columns (``GET /v1/jobs/{id}/results.csv``
+and ``imageextract submit --csv``).
 
 Nested objects flatten with dots (``address.city``). The template's first list of objects
 gives one row per element (``items.name``, ``items.total``), the image's other columns
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from extraction.schema import schema_of_prompt
 
-BASE = ["id", "image", "job_id", "status", "error_code", "error_message"]
+# The columns before the template's: what identifies the image, then how it ended.
+ENDING = ["status", "error_code", "error_message"]
 
 
 def _walk(schema: dict[str, Any], prefix: str, columns: list[str], rows_from: list[str]) -> None:
@@ -33,7 +36,13 @@ def _walk(schema: dict[str, Any], prefix: str, columns: list[str], rows_from: li
 
 
 class CsvResults:
-    def __init__(self, stream: TextIO, prompt: str, json_mode: bool) -> None:
+    """Writes records (an item as the API gives it, with ``base`` keys of its own before
+    it) as rows."""
+
+    def __init__(
+        self, stream: TextIO, prompt: str, json_mode: bool, base: Sequence[str] = ()
+    ) -> None:
+        self.base = list(base)
         schema = schema_of_prompt(prompt) if json_mode else None
         self.columns: list[str] = []
         rows_from: list[str] = []
@@ -42,16 +51,14 @@ class CsvResults:
         else:
             self.columns = ["content"]
         self.rows_from = rows_from[0] if rows_from else None
-        self.writer = csv.DictWriter(stream, fieldnames=BASE + self.columns)
+        self.writer = csv.DictWriter(stream, fieldnames=self.base + ENDING + self.columns)
         self.writer.writeheader()
 
     def write(self, record: dict[str, Any]) -> None:
         error = record.get("error") or {}
-        base = {
-            "id": record.get("id"), "image": record.get("image"), "job_id": record.get("job_id"),
-            "status": record.get("status"), "error_code": error.get("code"),
-            "error_message": error.get("message"),
-        }  # fmt: skip
+        base = {column: record.get(column) for column in self.base}
+        base |= {"status": record.get("status"), "error_code": error.get("code"),
+                 "error_message": error.get("message")}  # fmt: skip
         parsed = record.get("parsed")
         if self.columns == ["content"]:
             self.writer.writerow({**base, "content": record.get("content")})
