@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from api import problems
 from api.dependencies import AppState
 from api.rate_limiting import RateLimitHeadersMiddleware
-from api.routes import account, dumplingai, health, jobs, u1, webhooks
+from api.routes import account, dumplingai, health, jobs, u1, web, webhooks
 from core import broker
 from core.rate_limits import create_rate_limiter
 from core.settings import Settings, get_settings
@@ -38,4 +38,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(u1.router)
     app.include_router(dumplingai.router)
     app.include_router(webhooks.router)
+    app.include_router(web.router)
     return app

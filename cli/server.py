@@ -76,8 +76,10 @@ def serve(host: str, port: int) -> None:
     if key is not None:
         click.echo("\nYour API key, shown once (make more: imageextract keys create local):")
         click.echo(f"  {key}\n\nTry it:\n  {first_run.curl_example(base_url, key, sample)}\n")
+        click.echo(f"Or open {base_url}/ in a browser and sign in with the key.\n")
     else:
         click.echo(f"Sample receipt: {sample}; the key was printed at first start.")
+        click.echo(f"The web page: {base_url}/")
     cores = os.cpu_count() or 1
     # Webhook payloads link to results: unless told otherwise, to where this API listens.
     env = {**os.environ}

@@ -303,6 +303,21 @@ def list_job_deliveries(session: Session, job_id: uuid.UUID) -> list[WebhookDeli
     )
 
 
+def list_account_deliveries(
+    session: Session, account_id: uuid.UUID, limit: int
+) -> list[WebhookDelivery]:
+    """The account's latest deliveries, newest first, with their attempts."""
+    return list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.account_id == account_id)
+            .options(selectinload(WebhookDelivery.attempts))
+            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+            .limit(limit)
+        )
+    )
+
+
 def get_account_delivery(
     session: Session, delivery_id: str, account_id: uuid.UUID
 ) -> WebhookDelivery | None:

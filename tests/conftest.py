@@ -361,8 +361,18 @@ def beat_process(services: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
     yield from _run_until_stopped(command, {**os.environ, **services.env}, log, "beat: Starting")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by its tier's folder, so ``-m unit`` or ``-m "not faults"`` selects."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by its tier's folder, so ``-m unit`` or ``-m "not faults"`` selects;
+    tests marked ``one_store`` run with images in a folder only."""
+    twice = [
+        item
+        for item in items
+        if item.get_closest_marker("one_store")
+        and getattr(getattr(item, "callspec", None), "params", {}).get("services") == "s3"
+    ]
+    if twice:
+        config.hook.pytest_deselected(items=twice)
+        items[:] = [item for item in items if item not in twice]
     for item in items:
         tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
         if tier in ("unit", "e2e", "faults"):

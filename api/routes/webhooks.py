@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -127,6 +128,19 @@ def list_job_webhooks(job: JobDep, session: SessionDep) -> WebhookDeliveryList:
     return WebhookDeliveryList(
         deliveries=[
             delivery_out(d) for d in webhooks_repository.list_job_deliveries(session, job.id)
+        ]
+    )
+
+
+@router.get("/account/webhook-deliveries", response_model=WebhookDeliveryList)
+def list_recent_deliveries(
+    account: AccountDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> WebhookDeliveryList:
+    """The account's latest webhook deliveries, newest first, each with its attempts."""
+    return WebhookDeliveryList(
+        deliveries=[
+            delivery_out(d)
+            for d in webhooks_repository.list_account_deliveries(session, account.id, limit)
         ]
     )
 

@@ -24,6 +24,9 @@ from tests import stack
 from tests.conftest import ROOT, Caller, Stack
 from tests.sample_images import png_for, size_for
 
+# Once, with images in a folder: it does not depend on where the server keeps images.
+pytestmark = pytest.mark.one_store
+
 TEMPLATE = {"width": "Width", "height": "Height"}
 
 
