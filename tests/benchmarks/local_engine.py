@@ -1,11 +1,12 @@
 """Speed and accuracy of the embedded ``local`` engine on the shared labelled documents.
 
-    python -m tests.benchmarks.local_engine [--set sroie|funsd|both] [--limit N]
+    python -m tests.benchmarks.local_engine [--set sroie|funsd|adbuy|both|all] [--limit N]
 
 Runs the ``local`` provider (``extraction.providers.local``) in this one process over
-``../shared/data/sroie-dev`` (receipts, the set's ``prompt.txt``) and ``funsd-dev`` (forms,
-each with its own prompt), through the same steps as ``imageextract extract --json``: read,
-normalise (``prepare_image``), extract, parse the JSON. Predictions go to a temporary file
+``../shared/data/sroie-dev`` (receipts, the set's ``prompt.txt``), ``funsd-dev`` (forms,
+each with its own prompt) and ``adbuy-dev`` (US advertising orders and invoices, the set's
+``prompt.txt``; ``both`` is SROIE and FUNSD, ``all`` all three), through the same steps
+as ``imageextract extract --json``: read, normalise (``prepare_image``), extract, parse the JSON. Predictions go to a temporary file
 that ``../shared/eval/score.py`` scores; the file is deleted afterwards and no expected
 value is printed.
 
@@ -16,8 +17,8 @@ Figures (the model load is done before the clock starts, on a blank image):
   fully busy core gets through.
 - seconds per image: median wall time of one image (read to parsed JSON).
 - peak RSS: the process's VmHWM after the run, models loaded.
-- accuracy: SROIE per field, strict, and their mean; FUNSD key/value pairs, soft (text
-  similarity >= 0.9, see score.py's docstring), strict beside it.
+- accuracy: SROIE and adbuy per field, strict, and their mean; FUNSD key/value pairs, soft
+  (text similarity >= 0.9, see score.py's docstring), strict beside it.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def entries_for(name: str, limit: int | None) -> tuple[Path, list[BatchEntry]]:
         raise SystemExit(f"{labels} not found: the shared data sets sit beside the repository")
     # Only the id, image path and prompt are read from the labels; the answers stay there.
     rows = [json.loads(line) for line in labels.read_text().splitlines() if line.strip()]
-    default_prompt = (folder / "prompt.txt").read_text() if name == "sroie" else None
+    prompt_file = folder / "prompt.txt"
+    default_prompt = prompt_file.read_text() if prompt_file.exists() else None
     entries = []
     for row in rows[:limit]:
         prompt = row.get("prompt") or default_prompt
@@ -176,10 +178,12 @@ def report(results: list[SetResult]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--set", choices=["sroie", "funsd", "both"], default="both")
+    parser.add_argument("--set", choices=["sroie", "funsd", "adbuy", "both", "all"], default="both")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
     args = parser.parse_args(argv)
-    names = ["sroie", "funsd"] if args.set == "both" else [args.set]
+    names = {"both": ["sroie", "funsd"], "all": ["sroie", "funsd", "adbuy"]}.get(
+        args.set, [args.set]
+    )
     settings = Settings()
     # The worker's own path to the provider, so threads and options are the production ones.
     provider = create_provider("local", settings)
