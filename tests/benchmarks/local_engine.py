@@ -6,9 +6,9 @@ Runs the ``local`` provider (``extraction.providers.local``) in this one process
 ``../shared/data/sroie-dev`` (receipts, the set's ``prompt.txt``), ``funsd-dev`` (forms,
 each with its own prompt) and ``adbuy-dev`` (US advertising orders and invoices, the set's
 ``prompt.txt``; ``both`` is SROIE and FUNSD, ``all`` all three), through the same steps
-as ``imageextract extract --json``: read, normalise (``prepare_image``), extract, parse the JSON. Predictions go to a temporary file
-that ``../shared/eval/score.py`` scores; the file is deleted afterwards and no expected
-value is printed.
+as ``imageextract extract --json``: read, normalise (``prepare_image``), extract, parse the
+JSON. Predictions go to a temporary file that ``../shared/eval/score.py`` scores; the file
+is deleted afterwards and no expected value is printed.
 
 Figures (the model load is done before the clock starts, on a blank image):
 
