@@ -33,6 +33,7 @@ from extraction.engine.values import (
     detect_type,
     find_amounts,
     find_date,
+    find_date_ranges,
     find_dates,
     find_email,
     find_identifier,
@@ -42,7 +43,17 @@ from extraction.engine.values import (
     find_time,
     find_url,
 )
-from extraction.engine.vocabulary import Concept, column_role, label_variants, match_concept
+from extraction.engine.vocabulary import (
+    Concept,
+    Qualifier,
+    asks_for_a_date,
+    column_role,
+    date_role,
+    label_variants,
+    match_concept,
+    subject_words,
+    total_qualifier,
+)
 from extraction.schema import (
     ArraySpec,
     FieldSpec,
@@ -195,7 +206,9 @@ class SchemaFiller:
         value_type = detect_type(spec.key, spec.description, spec.json_type)
         if value_type is ValueType.TEXT and context:
             value_type = detect_type("", words)
-        if spec.format in ("date", "date-time"):
+        if spec.format in ("date", "date-time") or (
+            value_type is ValueType.TEXT and asks_for_a_date(f"{spec.key} {words}")
+        ):
             value_type = ValueType.DATE
         elif spec.format == "email":
             value_type = ValueType.EMAIL
@@ -237,6 +250,23 @@ class SchemaFiller:
 
     def _find_value(self, field: _Field) -> str | None:
         concept = field.concept.name if field.concept else None
+        words = f"{field.spec.key} {field.spec.description}"
+        role = date_role(words) if field.value_type is ValueType.DATE else None
+        if role is not None:
+            # A key that names a thing with a span (flight_start_date) takes that span's
+            # end from a printed range; a bare end (check_in, date_from) its own label
+            # first, and a range only when no label gives it.
+            ranged = self._range_value(words, role)
+            if ranged is not None and subject_words(words):
+                return ranged
+            labelled = self._labelled_value(field)
+            if labelled is not None or ranged is not None:
+                return labelled or ranged
+        qualifier = total_qualifier(words) if field.value_type is ValueType.AMOUNT else None
+        if qualifier is not None:
+            qualified = self._qualified_amount(field, qualifier)
+            if qualified is not None:
+                return qualified
         if concept == "total":
             return totals.payable_total(self.page)
         seller_block = not field.buyer and field.value_type in (
@@ -256,6 +286,41 @@ class SchemaFiller:
         if labelled is not None:
             return labelled
         return self._unlabelled_value(field)
+
+    def _range_value(self, words: str, role: str) -> str | None:
+        """The first or the second date of a printed range ("1/13/2020 - 1/19/2020"), for
+        a key that asks for a start or an end: the range printed beside the key's other
+        words ("flight" of flight_start_date) if one is, else the page's first range."""
+        subject = subject_words(words)
+        found = []
+        for row in self.page.rows:
+            above = self.page.rows[row.index - 1].text if row.index > 0 else ""
+            near = f"{above} {row.text}".lower()
+            for _at, first, second in find_date_ranges(row.text):
+                spans = re.sub(r"\W", "", first) != re.sub(r"\W", "", second)
+                mentioned = any(word in near for word in subject)
+                found.append((not mentioned, not spans, row.index, first, second))
+        if not found:
+            return None
+        best = min(found)
+        return best[3] if role == "start" else best[4]
+
+    def _qualified_amount(self, field: _Field, qualifier: Qualifier) -> str | None:
+        """An amount the key qualifies ("gross", "net", "subtotal", "tax"): read beside a
+        label that prints that word, never the payable total in its place."""
+        variants = [
+            *(f"{word} total" for word in qualifier.words[:1]),
+            *field.variants[:2],
+            *qualifier.words,
+        ]
+        for hit in find_labels(self.page, variants, exclude=frozenset(self._claimed))[:12]:
+            if not qualifier.printed.search(" ".join(f.text for f in hit.fragments)):
+                continue
+            value = self._value_near(hit, ValueType.AMOUNT)
+            if value is not None and find_amounts(value):
+                self._claimed.update(f.index for f in hit.fragments)
+                return value
+        return None
 
     def _labelled_value(self, field: _Field, *, strict: bool = False) -> str | None:
         exclude = frozenset(self._claimed)

@@ -8,6 +8,7 @@ returned as such rather than reformatted, the way a reader copying the document 
 from __future__ import annotations
 
 import enum
+import itertools
 import re
 
 
@@ -298,6 +299,34 @@ def find_dates(text: str, *, labelled: bool = False) -> list[tuple[int, str]]:
                 taken.append(span)
     if labelled and not found:
         found.extend((m.start(), m.group(0)) for m in _COMPACT_DATE.finditer(text))
+    found.sort()
+    return found
+
+
+# Between the two dates of a printed range ("1/13/2020 - 1/19/2020", "01.03.-31.03.2020",
+# "du 01/03/2020 au 07/03/2020"): a dash or a word for "to".
+_RANGE_JOIN = re.compile(
+    r"^\s*(?:[-\u2013\u2014~]|to|thru|through|till|until|bis|au|al|a|hasta|tot|t/m|至|到)\s*$",
+    re.IGNORECASE,
+)
+# "01.03." before a dash: a day and month whose year is printed after the range's end.
+_DAY_MONTH = re.compile(r"(?<![\d.])(\d{1,2}\.\d{1,2})\.\s*[-\u2013\u2014]\s*(?=\d)")
+
+
+def find_date_ranges(text: str) -> list[tuple[int, str, str]]:
+    """Printed ranges in ``text``: (offset, first date, second date), in order. A first
+    date printed without its year ("01.03.-31.03.2020") takes the second's."""
+    dates = find_dates(text, labelled=True)
+    found = [
+        (start, first, second)
+        for (start, first), (second_at, second) in itertools.pairwise(dates)
+        if _RANGE_JOIN.match(text[start + len(first) : second_at])
+    ]
+    for match in _DAY_MONTH.finditer(text):
+        second = find_date(text[match.end() :], labelled=True)
+        year = re.search(r"(?:19|20)\d{2}$|\d{2}$", second or "")
+        if second and year and text[match.end() :].startswith(second[:2]):
+            found.append((match.start(), f"{match.group(1)}.{year.group(0)}", second))
     found.sort()
     return found
 

@@ -585,3 +585,83 @@ def column_role(key: str, description: str) -> str:
         if any(_phrase_in(cue, words) for cue in cues):
             return role
     return "other"
+
+
+# A date key's role in a range, from its words (key and description), in the languages the
+# labels list covers: the first date of a printed range, or the second.
+_START_WORDS = re.compile(
+    r"(?:^|[\W_])(?:start|starts|starting|begin|begins|beginning|from|since|check[\W_]?in|"
+    r"arrival|commencement|von|ab|beginn|début|debut|du|inicio|desde|dal|da|van|开始|起)(?:$|[\W_])",
+    re.IGNORECASE,
+)
+_END_WORDS = re.compile(
+    r"(?:^|[\W_])(?:end|ends|ending|until|till|to|through|thru|check[\W_]?out|departure|"
+    r"expiry|expires|bis|ende|fin|hasta|al|tot|结束|止)(?:$|[\W_])",
+    re.IGNORECASE,
+)
+_ROLE_AND_GENERIC = re.compile(
+    rf"{_START_WORDS.pattern}|{_END_WORDS.pattern}|"
+    r"(?:^|[\W_])(?:date|dates|day|datum|fecha|data|the|of|a|an|period)(?:$|[\W_])",
+    re.IGNORECASE,
+)
+
+
+def date_role(words: str) -> str | None:
+    """ "start" or "end" when a date key asks for one end of a range, else None."""
+    start, end = bool(_START_WORDS.search(words)), bool(_END_WORDS.search(words))
+    if start == end:
+        return None
+    return "start" if start else "end"
+
+
+def subject_words(words: str) -> list[str]:
+    """A range key's other words ("flight" of flight_start_date), lower case, 3+ letters."""
+    rest = _ROLE_AND_GENERIC.sub(" ", words.replace("_", " ").replace("-", " "))
+    rest = _ROLE_AND_GENERIC.sub(" ", rest)
+    return sorted({w.lower() for w in re.findall(r"[^\W\d_]{3,}", rest)})
+
+
+# Words that make an amount one particular figure, not the payable total, as labels print
+# them in the languages the labels list covers.
+_QUALIFIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("subtotal", ("subtotal", "sub total", "sub-total", "zwischensumme", "sous-total",
+                  "sous total", "subtotale", "subtotaal", "小计")),
+    ("gross", ("gross", "brutto", "brut", "bruto", "lordo")),
+    ("net", ("net", "netto", "neto", "nett")),
+    ("tax", ("tax", "vat", "gst", "mwst", "ust", "tva", "iva", "btw", "税")),
+    ("discount", ("discount", "rabatt", "remise", "descuento", "sconto", "korting")),
+    ("commission", ("commission", "agency commission", "provision", "comisión")),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Qualifier:
+    """What an amount key asks for ("gross" of gross_amount): its words as labels print
+    them, and a pattern that finds one of them."""
+
+    name: str
+    words: tuple[str, ...]
+    printed: re.Pattern[str]
+
+
+def total_qualifier(words: str) -> Qualifier | None:
+    """The qualifier an amount key carries, else None."""
+    for name, variants in _QUALIFIERS:
+        alternatives = "|".join(re.escape(v).replace(r"\ ", r"[\W_]?") for v in variants)
+        printed = re.compile(rf"(?:^|[\W_\d])(?:{alternatives})(?:$|[\W_\d])", re.IGNORECASE)
+        if printed.search(words):
+            return Qualifier(name, variants, printed)
+    return None
+
+
+# Words that make a key without "date" in it ask for a date all the same (period_from).
+_PERIOD_WORDS = re.compile(
+    r"(?:^|[\W_])(?:period|range|stay|term|window|flight|zeitraum|période|periode|periodo|"
+    r"check[\W_]?in|check[\W_]?out|valid)(?:$|[\W_])",
+    re.IGNORECASE,
+)
+
+
+def asks_for_a_date(words: str) -> bool:
+    """A key like period_from or check_out: one end of a range of dates."""
+    return date_role(words) is not None and bool(_PERIOD_WORDS.search(words))

@@ -291,3 +291,69 @@ def test_real_receipts_give_json_with_exactly_the_schema_keys(provider: LocalPro
 
         assert set(output) == {"company", "date", "address", "total"}
         assert all(value is None or isinstance(value, str) for value in output.values())
+
+
+def _order() -> Image.Image:
+    """An advertising order: a date, a printed flight range, and three amounts of which
+    the payable one is not the gross."""
+    return _render(
+        [
+            (60, 40, "WXYZ-TV ORDER CONFIRMATION"),
+            (60, 110, "Invoice Date: 03/20/20"),
+            (60, 170, "Invoice Period: 02/24/20 - 03/22/20"),
+            (60, 230, "Order Flight: 03/13/20 - 03/19/20"),
+            (60, 330, "Gross Total"),
+            (520, 330, "$325.00"),
+            (60, 380, "Agency Commission"),
+            (520, 380, "$48.75"),
+            (60, 430, "Net Amount Due"),
+            (520, 430, "$276.25"),
+        ],
+        size=(900, 520),
+    )
+
+
+def test_a_range_gives_its_first_date_to_the_start_and_its_second_to_the_end(
+    recognizer: TextRecognizer,
+) -> None:
+    prompt = (
+        '{"flight_start_date": "Flight start date", "flight_end_date": "Flight end date", '
+        '"gross_amount": "Gross total amount", "net_amount": "Net amount", '
+        '"invoice_date": "Invoice date"}'
+    )
+    output = json.loads(extract_document(_order(), prompt, recognizer=recognizer).content)
+    # The range printed beside the key's own word ("flight"), not the invoice period.
+    assert output["flight_start_date"] == "03/13/20"
+    assert output["flight_end_date"] == "03/19/20"
+    # Gross and net each from their own label: the payable total is the net.
+    assert output["gross_amount"] == "325.00"
+    assert output["net_amount"] == "276.25"
+    assert output["invoice_date"] == "03/20/20"
+
+
+def test_periods_and_stays_in_other_layouts_and_languages(recognizer: TextRecognizer) -> None:
+    page = _render(
+        [
+            (60, 40, "Hotel Seeblick GmbH"),
+            (60, 110, "Zeitraum: 01.03.-31.03.2020"),
+            (60, 180, "Check-in: 12/05/2026"),
+            (480, 180, "Check-out: 12/08/2026"),
+            (60, 260, "Zwischensumme 90,00"),
+            (60, 310, "MwSt 17,10"),
+            (60, 360, "Gesamt 107,10"),
+        ],
+        size=(900, 440),
+    )
+    prompt = (
+        '{"period_from": "Period from", "period_to": "Period to", "check_in": "Check-in", '
+        '"check_out": "Check-out", "subtotal": "Subtotal", "tax": "VAT", "total": "Total"}'
+    )
+    output = json.loads(extract_document(page, prompt, recognizer=recognizer).content)
+    # A range whose first date leaves its year to the second.
+    assert output["period_from"] == "01.03.2020"
+    assert output["period_to"] == "31.03.2020"
+    assert output["check_in"] == "12/05/2026"
+    assert output["check_out"] == "12/08/2026"
+    assert output["subtotal"] == "90,00"
+    assert output["tax"] == "17,10"
+    assert output["total"] == "107,10"
