@@ -686,20 +686,24 @@ _ANSWER_COLUMNS = (
 )  # fmt: skip
 
 
-def _update_current_attempt(
-    session: Session, item_id: uuid.UUID, attempt: int, values: dict[str, Any]
+def update_current_attempt(
+    session: Session,
+    item_id: uuid.UUID,
+    attempt: int,
+    values: dict[str, Any],
+    *,
+    lane: Lane | None = None,
 ) -> bool:
-    """Update an item only while it is running under ``attempt``; True when it was."""
-    found = session.execute(
-        update(JobItem)
-        .where(
-            JobItem.id == item_id,
-            JobItem.status == ItemStatus.RUNNING,
-            JobItem.attempts == attempt,
-        )
-        .values(**values)
-        .returning(JobItem.id)
-    ).scalar_one_or_none()
+    """Update an item only while it is running under ``attempt`` (and, given ``lane``, in
+    that lane); True when it was."""
+    query = update(JobItem).where(
+        JobItem.id == item_id,
+        JobItem.status == ItemStatus.RUNNING,
+        JobItem.attempts == attempt,
+    )
+    if lane is not None:
+        query = query.where(JobItem.lane == lane)
+    found = session.execute(query.values(**values).returning(JobItem.id)).scalar_one_or_none()
     return found is not None
 
 
@@ -714,7 +718,7 @@ def store_answers(
     return [
         (item_id, attempt)
         for item_id, attempt, values in answers
-        if _update_current_attempt(
+        if update_current_attempt(
             session, item_id, attempt,
             {"lease_expires_at": lease_until, **{c: values[c] for c in _ANSWER_COLUMNS}},
         )
@@ -730,7 +734,7 @@ def release_attempts(
     return [
         item_id
         for item_id, attempt, reason in attempts
-        if _update_current_attempt(
+        if update_current_attempt(
             session, item_id, attempt,
             {"status": ItemStatus.QUEUED, "attempts": JobItem.attempts - 1,
              "lease_expires_at": None, "error_code": "internal_error", "error_message": reason},

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from db.jobs import update_current_attempt
 from db.models import ItemStatus, JobItem, Lane, ProviderBatch, ProviderBatchStatus
 
 
@@ -148,20 +149,8 @@ def to_live_lane(
         values: dict[str, Any] = {"lane": Lane.LIVE, "storage_key": storage_key}
         if queued:
             values |= {"status": ItemStatus.QUEUED, "error_code": code, "error_message": message}
-        found = session.execute(
-            update(JobItem)
-            .where(
-                JobItem.id == item_id,
-                JobItem.status == ItemStatus.RUNNING,
-                JobItem.attempts == attempt,
-                JobItem.lane == Lane.BATCH,
-            )
-            .values(**values)
-            .returning(JobItem.id)
-            .execution_options(synchronize_session=False)
-        ).scalar_one_or_none()
-        if found is not None:
-            moved.append(found)
+        if update_current_attempt(session, item_id, attempt, values, lane=Lane.BATCH):
+            moved.append(item_id)
     return moved
 
 

@@ -256,8 +256,9 @@ class SchemaFiller:
             # A key that names a thing with a span (flight_start_date) takes that span's
             # end from a printed range; a bare end (check_in, date_from) its own label
             # first, and a range only when no label gives it.
-            ranged = self._range_value(words, role)
-            if ranged is not None and subject_words(words):
+            subject = subject_words(words)
+            ranged = self._range_value(subject, role)
+            if ranged is not None and subject:
                 return ranged
             labelled = self._labelled_value(field)
             if labelled is not None or ranged is not None:
@@ -287,11 +288,11 @@ class SchemaFiller:
             return labelled
         return self._unlabelled_value(field)
 
-    def _range_value(self, words: str, role: str) -> str | None:
+    def _range_value(self, subject: list[str], role: str) -> str | None:
         """The first or the second date of a printed range ("1/13/2020 - 1/19/2020"), for
         a key that asks for a start or an end: the range printed beside the key's other
-        words ("flight" of flight_start_date) if one is, else the page's first range."""
-        subject = subject_words(words)
+        words (``subject``: "flight" of flight_start_date) if one is, else the page's first
+        range."""
         found = []
         for row in self.page.rows:
             above = self.page.rows[row.index - 1].text if row.index > 0 else ""

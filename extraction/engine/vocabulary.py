@@ -644,14 +644,18 @@ class Qualifier:
     printed: re.Pattern[str]
 
 
+def _qualifier(name: str, variants: tuple[str, ...]) -> Qualifier:
+    alternatives = "|".join(re.escape(v).replace(r"\ ", r"[\W_]?") for v in variants)
+    printed = re.compile(rf"(?:^|[\W_\d])(?:{alternatives})(?:$|[\W_\d])", re.IGNORECASE)
+    return Qualifier(name, variants, printed)
+
+
+_QUALIFIER_PATTERNS = tuple(_qualifier(name, variants) for name, variants in _QUALIFIERS)
+
+
 def total_qualifier(words: str) -> Qualifier | None:
     """The qualifier an amount key carries, else None."""
-    for name, variants in _QUALIFIERS:
-        alternatives = "|".join(re.escape(v).replace(r"\ ", r"[\W_]?") for v in variants)
-        printed = re.compile(rf"(?:^|[\W_\d])(?:{alternatives})(?:$|[\W_\d])", re.IGNORECASE)
-        if printed.search(words):
-            return Qualifier(name, variants, printed)
-    return None
+    return next((q for q in _QUALIFIER_PATTERNS if q.printed.search(words)), None)
 
 
 # Words that make a key without "date" in it ask for a date all the same (period_from).
