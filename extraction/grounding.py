@@ -26,6 +26,7 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from extraction.contract import PrintedLine
+from extraction.engine.values import find_date_ranges
 
 # A match scores at least this (0 to 1) to count as printed.
 GROUNDED_AT = 0.8
@@ -165,7 +166,21 @@ def _day(year: int, month: int, day: int) -> date | None:
 
 
 def dates_in(text: str) -> set[date]:
-    """Every day a text may print, in either order where the order is ambiguous."""
+    """Every day a text may print, in either order where the order is ambiguous; both ends
+    of a printed range, also the first when it leaves its year or month to the second
+    ("March 2 - 8, 2020", "01.03.-31.03.2020")."""
+    found = _dates_printed(text)
+    if _RANGE_HINT.search(text):
+        for _at, first, second in find_date_ranges(text):
+            found |= _dates_printed(first) | _dates_printed(second)
+    return found
+
+
+# A dash or a word between two figures: where a range may be printed.
+_RANGE_HINT = re.compile(r"\d\W*\s*(?:[-\u2013\u2014~]|to|au|al|bis|a|tot)\s*\W*\d", re.IGNORECASE)
+
+
+def _dates_printed(text: str) -> set[date]:
     found: set[date | None] = set()
     lowered = _plain(text)
     for first, second, third in _NUMERIC_DATE.findall(text):

@@ -25,7 +25,7 @@ from extraction.contract import PrintedLine, Scene, Usage
 from extraction.engine import merchant, totals
 from extraction.engine.labels import LabelHit, find_labels
 from extraction.engine.layout import Fragment, Page, build_page
-from extraction.engine.ocr import OcrLine, TextRecognizer
+from extraction.engine.ocr import Reading, TextRecognizer
 from extraction.engine.tables import Column, extract_table
 from extraction.engine.values import (
     ValueType,
@@ -51,6 +51,7 @@ from extraction.engine.vocabulary import (
     date_role,
     label_variants,
     match_concept,
+    qualifier_named,
     subject_words,
     total_qualifier,
 )
@@ -66,6 +67,15 @@ from extraction.schema import (
 _BUYER_WORDS = re.compile(
     r"buyer|customer|bill(?:ed)?\s*to|client|purchaser|sold\s*to|ship\s*to|consignee|"
     r"购买方|购方|客户|买方|付款方",
+    re.IGNORECASE,
+)
+
+
+# Keys that ask for a store or chain as a reader names it (the brand), not a legal name.
+_STORE_WORDS = re.compile(
+    r"(?<![^\W_])(?:store|shop|chain|brand|outlet|retailer|laden|geschaft|geschäft|filiale|"
+    r"magasin|enseigne|boutique|tienda|comercio|negozio|loja|winkel|winkelnaam|商店|门店|品牌)"
+    r"(?![^\W_])",
     re.IGNORECASE,
 )
 
@@ -153,6 +163,8 @@ def _typed_value(text: str, value_type: ValueType) -> str | None:
     if value_type is ValueType.URL:
         return find_url(cleaned)
     if value_type is ValueType.IDENTIFIER:
+        if not re.search(r"\d", cleaned) and len(cleaned.split()) > 1:
+            return None  # words without a digit: a heading or another label, not a number
         if len(cleaned) <= 30 and len(cleaned.split()) <= 3:
             return cleaned
         return find_identifier(cleaned)
@@ -160,6 +172,19 @@ def _typed_value(text: str, value_type: ValueType) -> str | None:
         return None
     return cleaned
 
+
+# Net figures, after commission or discount: never the gross total.
+_NET_FIGURES = re.compile(
+    f"{qualifier_named('net').printed.pattern}|{qualifier_named('commission').printed.pattern}",
+    re.IGNORECASE,
+)
+# Words of a key asking for a total ("Gross total amount"), in the labels' languages.
+_TOTAL_WORDS = re.compile(r"total|summe|gesamt|totale|totaal|合计|总计", re.IGNORECASE)
+# Rows a column is read down to find its totals row.
+_COLUMN_ROWS = 12
+
+# Text this many line heights right of a label is in the next box of a grid, not beside it.
+_BOX_GAP = 5
 
 _FREE_TEXT = (ValueType.TEXT, ValueType.PERSON, ValueType.COMPANY, ValueType.ADDRESS)
 
@@ -269,7 +294,9 @@ class SchemaFiller:
             if qualified is not None:
                 return qualified
         if concept == "total":
-            return totals.payable_total(self.page)
+            # A gross total is never the net one after commission or discount.
+            unless = _NET_FIGURES if qualifier is not None and qualifier.name == "gross" else None
+            return totals.payable_total(self.page, unless=unless)
         seller_block = not field.buyer and field.value_type in (
             ValueType.COMPANY,
             ValueType.ADDRESS,
@@ -280,6 +307,8 @@ class SchemaFiller:
             labelled = self._labelled_value(field, strict=True)
             if labelled is not None:
                 return labelled
+            if field.value_type is ValueType.COMPANY and _STORE_WORDS.search(words):
+                return merchant.store_name(self.page)
             if field.value_type is ValueType.COMPANY:
                 return merchant.company_name(self.page)
             return merchant.address(self.page)
@@ -314,13 +343,38 @@ class SchemaFiller:
             *field.variants[:2],
             *qualifier.words,
         ]
+        asks_total = bool(_TOTAL_WORDS.search(f"{field.spec.key} {field.spec.description}"))
         for hit in find_labels(self.page, variants, exclude=frozenset(self._claimed))[:12]:
             if not qualifier.printed.search(" ".join(f.text for f in hit.fragments)):
                 continue
-            value = self._value_near(hit, ValueType.AMOUNT)
+            value = (self._column_total(hit) if asks_total else None) or self._value_near(
+                hit, ValueType.AMOUNT
+            )
             if value is not None and find_amounts(value):
                 self._claimed.update(f.index for f in hit.fragments)
                 return value
+        return None
+
+    def _column_total(self, hit: LabelHit) -> str | None:
+        """The figure on the totals row of the column ``hit`` heads ("Gross Amount" over
+        each period's gross and, last, "Totals"), else ``None``."""
+        if hit.tail:
+            return None
+        left, right = hit.fragments[0].left, hit.last.right
+        current = hit.last
+        for _ in range(_COLUMN_ROWS):
+            # The fragment under the heading: the one overlapping it most.
+            overlaps = [
+                (min(f.right, right) - max(f.left, left), f)
+                for f in self.page.below(current, max_gap=2.0)
+            ]
+            overlap, current = max(overlaps, key=lambda o: o[0], default=(0.0, current))
+            if overlap <= 0:
+                return None
+            row = self.page.row_of[current.index]
+            if totals.says_total(row.text):
+                found = find_amounts(current.text)
+                return found[0] if found else None
         return None
 
     def _labelled_value(self, field: _Field, *, strict: bool = False) -> str | None:
@@ -348,6 +402,10 @@ class SchemaFiller:
             if not self._usable(fragment, hit):
                 break
             right.append(fragment)
+        if len(right) > 1 and right[0].text.rstrip().endswith((":", "\uff1a")):
+            right = right[1:]  # the label goes on ("Advertiser" "Name:"): the value follows
+        if right and self._heads_a_column(hit, right[0]):
+            right = []
         if right:
             if value_type in _FREE_TEXT:
                 text = right[0].text
@@ -358,6 +416,10 @@ class SchemaFiller:
             if value is not None:
                 return value
         below = [f for f in self.page.below(hit.last) if self._usable(f, hit)]
+        if len(below) > 1:
+            # A value under its label starts at the label's left edge, not in the box before.
+            left = hit.fragments[0].left - self.page.line_height
+            below = [f for f in below if f.left >= left] or below
         if below and value_type not in _FREE_TEXT:
             for fragment in below:
                 value = _typed_value(fragment.text, value_type)
@@ -366,6 +428,25 @@ class SchemaFiller:
         elif below and not right:
             return _typed_value(self._strip_labels(" ".join(f.text for f in below)), value_type)
         return None
+
+    def _heads_a_column(self, hit: LabelHit, neighbour: Fragment) -> bool:
+        """Whether a label without a colon heads a column of a grid of boxes (label above
+        value, as order forms print "Advertiser" over the advertiser's name): its value is
+        under it, and the text to its right, boxes away rather than beside it, is the next
+        box's heading with a value of its own under it."""
+        if hit.colon or hit.tail:
+            return False
+        unit = self.page.line_height
+        if neighbour.left - hit.last.right < _BOX_GAP * unit:
+            return False
+
+        def value_under(fragment: Fragment) -> bool:
+            return any(
+                abs(f.left - fragment.left) < unit and f.index not in self._label_fragments
+                for f in self.page.below(fragment, max_gap=1.0)
+            )
+
+        return value_under(hit.fragments[0]) and value_under(neighbour)
 
     def _continuation(self, fragment: Fragment) -> list[Fragment]:
         """Lines that carry on a free-text value under its first line, aligned with it."""
@@ -517,27 +598,34 @@ def extract_document(
     started = time.perf_counter()
     picture = decode_image(image)
     engine = recognizer or shared_recognizer()
-    lines = engine.recognise(picture)
-    width, height = picture.size
-    page = build_page(lines, width, height)
+    reading = engine.recognise_upright(picture)
+    page = build_page(reading.lines, *reading.upright_size)
     content = render_content(page, prompt, Scene(scene), json_mode)
+    width, height = picture.size
     return EngineResult(
         content=content,
         usage=estimate_usage(prompt, width, height, content),
         text=page.reading_text(),
-        fragments=len(lines),
+        fragments=len(reading.lines),
         seconds=time.perf_counter() - started,
-        printed=printed_lines(lines, width, height),
+        printed=printed_lines(reading),
     )
 
 
-def printed_lines(lines: list[OcrLine], width: int, height: int) -> tuple[PrintedLine, ...]:
-    """OCR lines with their boxes as fractions of the image, for grounding."""
-    return tuple(
-        PrintedLine(
-            text=line.text,
-            box=(line.left / width, line.top / height, line.right / width, line.bottom / height),
-            confidence=line.confidence,
+def printed_lines(reading: Reading) -> tuple[PrintedLine, ...]:
+    """OCR lines with their boxes as fractions of the image as it was sent, for grounding."""
+    width, height = reading.size
+    printed = []
+    for line in reading.lines:
+        corners = [
+            reading.to_image(x, y) for x, y in ((line.left, line.top), (line.right, line.bottom))
+        ]
+        xs, ys = [x for x, _ in corners], [y for _, y in corners]
+        printed.append(
+            PrintedLine(
+                text=line.text,
+                box=(min(xs) / width, min(ys) / height, max(xs) / width, max(ys) / height),
+                confidence=line.confidence,
+            )
         )
-        for line in lines
-    )
+    return tuple(printed)

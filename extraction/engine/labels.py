@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from extraction.engine.layout import Fragment, Page
+from extraction.engine.values import fold_accents
 
 # Below this similarity a fragment is not the label; chosen so "TOTL" matches "total" and
 # "TAX" does not match "TAXI".
@@ -21,8 +22,8 @@ _SQUASH = re.compile(r"[^0-9a-z\u00c0-\u024f\u0400-\u04ff\u3040-\u30ff\u4e00-\u9
 
 
 def squash(text: str) -> str:
-    """Lower case with every space and punctuation mark removed, for comparing labels."""
-    return _SQUASH.sub("", text.lower())
+    """Lower case, without accents, spaces or punctuation, for comparing labels."""
+    return _SQUASH.sub("", fold_accents(text).lower())
 
 
 @dataclass(frozen=True, slots=True)

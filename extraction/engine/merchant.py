@@ -2,7 +2,8 @@
 
 Receipts rarely label these. The name is the top-most line carrying a legal-form suffix
 (SDN BHD, LTD, GMBH, 有限公司), else the first prominent line; the address is the run of
-lines after it up to the first phone, registration, tax or date line.
+lines after it up to the first phone, registration, tax or date line. A store or chain name
+is what a reader gives instead: the brand on the logo line, without legal form or branch.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ _ADDRESS_STOP = re.compile(
 )
 _REGISTRATION_ONLY = re.compile(
     r"^[\s(\[]*(?:CO\.?\s*(?:REG\.?)?\s*NO\.?|COMPANY\s*NO\.?|ROC\s*NO\.?|REG\.?\s*NO\.?)?"
-    r"[\s:.]*[(\[]?\s*[A-Z]{0,3}\s?\d[\d\-]{3,}\s?-?\s?[A-Z]?\s*[)\]]?\s*$",
+    r"[\s:.]*[(\[]?\s*[A-Z]{0,3}\s?\d[\d\-]{3,}\s?(?:-?\s?[A-Z]){0,2}\s*[)\]]?\s*$",
     re.IGNORECASE,
 )
 _SUFFIX_ONLY = re.compile(
@@ -154,6 +155,45 @@ def company_name(page: Page) -> str | None:
     return name or None
 
 
+# Legal forms, in the languages receipts print them, cut from a store name's end.
+_LEGAL_FORM = re.compile(
+    r"[\s,]+(?:SDN\.?\s*[B8][HN][DUO0]|BHD|BERHAD|PTE\.?\s*LTD|PTY\.?\s*LTD|LTD|LIMITED|INC|"
+    r"L\.?L\.?C|CORP(?:ORATION)?|CO\.|PLC|LLP|GMBH(?:\s*&\s*CO\.?\s*(?:KG|OHG))?|AG|KG|OHG|"
+    r"E\.\s?K\.?|SE|S\.?A\.?S|SARL|S\.?A\.?R\.?L|S\.?A|S\.?L|S\.?P\.?A|S\.?R\.?L|LDA|"
+    r"B\.?V|N\.?V|[S5]/B|有限公司)\.?(?=\W*$)",
+    re.IGNORECASE,
+)
+# A branch printed after the brand: "Filiale 0815", "- Berlin Mitte", "(SETIA ALAM)".
+_BRANCH_TAIL = re.compile(
+    r"\s*(?:[-\u2013|/]\s+.*|\(.*\)|(?:filiale|fil\.|branch|succursale|sucursal|"
+    r"filiaal|store|outlet|markt|nr\.?|no\.?|#)\s*[\w-]*\d[\w-]*)\s*$",
+    re.IGNORECASE,
+)
+
+
+def store_name(page: Page) -> str | None:
+    """A store or chain name as a reader gives it: the most prominent line of the header
+    (the logo line), without its legal form or branch; else the company name, likewise."""
+    header = [
+        r
+        for r in page.rows[:8]
+        if _eligible_name(r.text) and address_strength(r.text) < 2 and not _BRANCH.match(r.text)
+    ]
+    rows = company_rows(page)
+    if header:
+        tallest = max(header, key=lambda r: (r.height, -r.index))
+        if not rows or tallest.height > 1.2 * rows[0].height or tallest.index <= rows[0].index:
+            rows = [tallest]
+    if not rows:
+        return None
+    name = _LABEL_PREFIX.sub("", " ".join(r.text for r in rows))
+    for pattern in (_BRANCH_TAIL, _LEGAL_FORM, _BRANCH_TAIL):
+        cut = pattern.sub("", name).strip(" ,.-")
+        if _letters(cut) >= 2:
+            name = cut
+    return name or None
+
+
 def _postcode_then_place(text: str) -> bool:
     """A postcode followed by a place name on the same line usually ends an address."""
     match = re.search(r"(?<![\d\-/.])\d{4,6}(?![\d\-/.])\s*,?\s*[A-Za-z]{3,}", text)
@@ -178,12 +218,27 @@ _ADDRESS_LABEL = re.compile(
 _LETTER_ZERO = re.compile(r"(?<=\d)[Oo](?=[\s,.]|$)")
 
 
+def _ends_with_postcode(text: str) -> bool:
+    return bool(re.search(r"(?<![\d\-/.])\d{4,6}\W*$", text)) and has_postcode(text)
+
+
+def _address_head(text: str) -> str | None:
+    """The part of a line before its contact or tax details, when it is a postcode and a
+    town ("81750 Johor Bahru, Johor." of "81750 Johor Bahru, Johor. Tel No.: 07-387 3322")."""
+    stop = _ADDRESS_STOP.search(text)
+    if stop is None or stop.start() == 0:
+        return None
+    head = text[: stop.start()].strip(" ,;:-")
+    return head if has_postcode(head) and not find_dates(head) else None
+
+
 def address(page: Page) -> str | None:
     """The issuer's address: address-like rows after the name, before contact/tax lines."""
     name_rows = company_rows(page)
     start = name_rows[-1].index + 1 if name_rows else 0
     candidates = page.rows[start : start + 10]
     collected: list[Row] = []
+    tail_parts: list[str] = []
     skipped = 0
     unit = page.line_height
     for row in candidates:
@@ -198,19 +253,23 @@ def address(page: Page) -> str | None:
             if strength == 0:
                 # A branch or slogan line before the address; allow a couple.
                 skipped += 1
-                if skipped > 2:
+                if skipped > 3:
                     break
                 continue
             collected.append(row)
             continue
         gap = row.top - collected[-1].bottom
-        if (
-            _COUNTRY_END.search(collected[-1].text)
-            or gap > 1.8 * unit
-            or _stops_address(text)
-            or _REGISTRATION_ONLY.match(text)
-        ):
+        if _COUNTRY_END.search(collected[-1].text) or gap > 1.8 * unit:
             break
+        if _stops_address(text) or _REGISTRATION_ONLY.match(text):
+            # "81750 Johor Bahru, Johor. Tel: 07-387 3322": the address ends on this line.
+            head = _address_head(text)
+            if head:
+                tail_parts.append(head)
+            break
+        if _ends_with_postcode(collected[-1].text) and strength == 0 and not re.search(r"\d", text):
+            collected.append(row)  # the town after a postcode that ends its line
+            continue
         if _postcode_then_place(collected[-1].text) and (
             len(text.split()) > 5
             or (strength == 0 and re.search(r"\d{3,}", text) is None and False)
@@ -221,5 +280,5 @@ def address(page: Page) -> str | None:
         collected.append(row)
     if not collected:
         return None
-    text = _ADDRESS_LABEL.sub("", " ".join(r.text for r in collected))
+    text = _ADDRESS_LABEL.sub("", " ".join([*(r.text for r in collected), *tail_parts]))
     return _LETTER_ZERO.sub("0", text).strip(" ,") or None

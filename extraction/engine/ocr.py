@@ -61,6 +61,47 @@ class OcrLine:
         return math.atan2(y1 - y0, x1 - x0) if x1 != x0 else 0.0
 
 
+# Character-weighted recognition confidence of an upright page is about 0.98 on clean
+# scans and above 0.9 on noisy ones; the same pages read upside down score about 0.7.
+UPRIGHT_CONFIDENCE = 0.85
+# A turned reading replaces the first only when it is clearly more confident.
+_BETTER_BY = 0.05
+# Pages with fewer text lines than this are not turned (too little to judge by).
+_MIN_LINES_TO_TURN = 3
+
+
+def text_confidence(lines: list[OcrLine]) -> float:
+    """Mean recognition confidence, weighted by each line's length."""
+    chars = sum(len(line.text) for line in lines)
+    return sum(line.confidence * len(line.text) for line in lines) / chars if chars else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Text lines read from an image, in the coordinates of the image turned by ``turn``
+    degrees counter-clockwise (0 when it was upright), and the image's own size."""
+
+    lines: list[OcrLine]
+    turn: int
+    size: tuple[int, int]
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        width, height = self.size
+        return (height, width) if self.turn in (90, 270) else (width, height)
+
+    def to_image(self, x: float, y: float) -> tuple[float, float]:
+        """A point of the upright page in the coordinates of the image as it was sent."""
+        width, height = self.size
+        if self.turn == 90:
+            return width - y, x
+        if self.turn == 180:
+            return width - x, height - y
+        if self.turn == 270:
+            return y, height - x
+        return x, y
+
+
 def _flatten(image: Image.Image) -> Image.Image:
     """RGB with any transparency composited on white (transparent pixels often hide black)."""
     if image.mode == "RGB":
@@ -129,6 +170,41 @@ class TextRecognizer:
             quad = tuple((float(x), float(y)) for x, y in np.asarray(box).tolist())
             lines.append(OcrLine(text=cleaned, quad=quad, confidence=float(score)))
         return lines
+
+    def recognise_upright(self, image: Image.Image) -> Reading:
+        """Recognise ``image`` the right way up, turning it first when it was scanned
+        sideways or upside down.
+
+        Upright text reads with high confidence. A page turned a quarter shows text lines
+        as tall boxes; one turned half-way reads as low-confidence gibberish. Only then is
+        the page turned and read again, and the reading with the better confidence kept:
+        an upright page costs nothing extra.
+        """
+        lines = self.recognise(image)
+        reading = Reading(lines, 0, image.size)
+        words = [line for line in lines if len(line.text) >= 3]
+        if len(words) < _MIN_LINES_TO_TURN:
+            return reading
+        confidence = text_confidence(lines)
+        tall = sum(1 for line in words if line.bottom - line.top > 1.5 * (line.right - line.left))
+        tries: tuple[int, ...]
+        if tall > len(words) / 2:
+            # The recogniser turns tall crops a quarter counter-clockwise, so a page read
+            # confidently as tall boxes was turned clockwise: a quarter back fixes it.
+            tries = (90, 270) if confidence >= UPRIGHT_CONFIDENCE else (270, 90)
+        elif confidence < UPRIGHT_CONFIDENCE:
+            tries = (180,)
+        else:
+            return reading
+        best, best_confidence = reading, -1.0 if tall > len(words) / 2 else confidence
+        for angle in tries:
+            turned = self.recognise(image.rotate(angle, expand=True))
+            turned_confidence = text_confidence(turned)
+            if turned_confidence > best_confidence + _BETTER_BY:
+                best, best_confidence = Reading(turned, angle, image.size), turned_confidence
+            if best_confidence >= UPRIGHT_CONFIDENCE:
+                break
+        return best
 
     def warm_up(self) -> None:
         """Load the ONNX sessions now rather than on the first document."""

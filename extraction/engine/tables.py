@@ -20,7 +20,10 @@ from extraction.engine.vocabulary import COLUMN_LABELS
 _SUMMARY = re.compile(
     r"(?<![a-z])(?:sub\s*-?\s*total|total|totl|grand|balance|amount\s*due|tax|gst|vat|sst|"
     r"rounding|cash|change|tender|discount|service\s*charge|payment|paid|visa|master|"
-    r"qty\s*count|item\s*count|no\.?\s*of\s*items?)(?![a-z])|合计|小计|总计|价税合计|税额|找零|现金",
+    r"qty\s*count|item\s*count|no\.?\s*of\s*items?|summe|zwischensumme|gesamt|mwst|ust|"
+    r"gegeben|r[üu]ckgeld|bar|total\s*ttc|tva|esp[èe]ces|rendu|totale|iva|efectivo|cambio|"
+    r"contanti|resto|troco|dinheiro|totaal|btw|contant|wisselgeld)(?![a-z])|"
+    r"合计|小计|总计|价税合计|税额|找零|现金",
     re.IGNORECASE,
 )
 _QTY_TIMES = re.compile(r"(?<![\d.])(\d{1,4}(?:\.\d+)?)\s*[xX\u00d7@*]\s*")

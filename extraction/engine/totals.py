@@ -1,7 +1,8 @@
 """Choosing the amount a document says was payable among its many totals.
 
 Receipts print a subtotal, tax, a total, a rounding adjustment, a rounded total, the cash
-tendered and the change. The payable total is the amount on the line with the strongest
+tendered and the change, in English, German, French, Spanish, Italian, Portuguese, Dutch and
+Chinese. The payable total is the amount on the line with the strongest
 total label; ties go to the figure that agrees with cash minus change, then to the larger.
 """
 
@@ -18,13 +19,36 @@ _STRONG = re.compile(
     r"grand\s*tota[l1]|tota[l1]\s*(?:incl|inclusive|inc\.|\(incl|amount\s*(?:due|payable)|payable|due|"
     r"to\s*pay|sales?\s*\(?incl)|(?:nett?|rounded|final)\s*tota[l1]|tota[l1]\s*(?:rounded|after)|"
     r"amount\s*(?:due|payable)|balance\s*due|total\s*amount|to\s*be\s*paid|amount\s*to\s*pay|"
+    # German, French, Spanish, Italian, Portuguese, Dutch.
+    r"gesamtbetrag|gesamtsumme|endbetrag|endsumme|zu\s*zahlen|zahlbetrag|rechnungsbetrag|"
+    r"total\s*ttc|montant\s*(?:ttc|total|d[ûu])|net\s*[àa]\s*payer|total\s*[àa]\s*payer|"
+    r"importe\s*total|total\s*a\s*pagar|total\s*factura|"
+    r"totale\s*(?:complessivo|da\s*pagare|documento|fattura|euro)|importo\s*totale|"
+    r"valor\s*(?:total|a\s*pagar)|te\s*betalen|totaalbedrag|totaal\s*bedrag|"
     r"价税合计|应付金额|实付金额|实收金额|应收金额|费用总额|合计金额|总金额|总计|小写",
     re.IGNORECASE,
 )
 _PLAIN = re.compile(
-    r"(?<![a-z])(?:total|totl|tota1|jumlah|合计|合 计)(?![a-z])|total(?=rm|\$|\d)", re.IGNORECASE
+    r"(?<![a-z])(?:total|totals|totl|tota1|jumlah|summe|gesamt|totale|totaal|合计|合 计)(?![a-z])|"
+    r"total(?=rm|\$|\d)",
+    re.IGNORECASE,
 )
-_BARE = re.compile(r"(?<![a-z])(?:amount|amt|nett|net|due|payable)(?![a-z])", re.IGNORECASE)
+_BARE = re.compile(
+    r"(?<![a-z])(?:amount|amt|nett|net|due|payable|betrag|montant|importe|importo|valor|bedrag)"
+    r"(?![a-z])",
+    re.IGNORECASE,
+)
+# Payment lines in the languages above: cash tendered, change given back, card.
+_CASH_WORDS = (
+    r"cash|tendered|tender|paid|pay|payment|bar|geg|gegeben|bargeld|barzahlung|esp[èe]ces|"
+    r"numer[áa]rio|"
+    r"montant\s*re[çc]u|efectivo|entregado|recibido|contanti|contante|ricevuto|dinheiro|"
+    r"recebido|contant|ontvangen"
+)
+_CHANGE_WORDS = (
+    r"change|r[üu]ckgeld|wechselgeld|zur[üu]ck|rendu|monnaie|[àa]\s*rendre|cambio|vuelto|"
+    r"vueltas|resto|troco|wisselgeld|terug"
+)
 # Lines that carry a total label but are not the payable total.
 _NOT_PAYABLE = re.compile(
     r"sub\s*-?\s*total|subtota|total\s*(?:excl|exc\.|before|qty|quantity|items?|units?|pcs|"
@@ -33,17 +57,20 @@ _NOT_PAYABLE = re.compile(
     r"total\s*(?:gst|tax)|(?<![a-z])(?:qty|quantity|items?)\s*total|"
     r"(?<![a-z])(?:excl|exc|excluding|before\s*tax|w/o)(?![a-z])|"
     r"cash|change|tender|paid|(?<![a-z])pay(?![a-z])|refund|deposit|saving|discount|round(?:ing)?\s*adj|"
-    r"rounding|小计|找零|现金|税额|不含税|数量",
+    r"rounding|小计|找零|现金|税额|不含税|数量|"
+    r"zwischensumme|sous[\s-]*total|subtotale|subtotaal|total\s*ht|montant\s*ht|netto|"
+    r"base\s*imponible|imponibile|(?<![a-z])(?:mwst|ust|tva|iva|btw)(?![a-z])|"
+    rf"(?<![a-z])(?:{_CASH_WORDS}|{_CHANGE_WORDS})(?![a-z])",
     re.IGNORECASE,
 )
-_CASH = re.compile(
-    r"(?<![a-z])(?:cash|tendered|tender|paid|pay|payment)(?![a-z])|现金|实收", re.IGNORECASE
-)
+_CASH = re.compile(rf"(?<![a-z])(?:{_CASH_WORDS})(?![a-z])|现金|实收", re.IGNORECASE)
 _CARD = re.compile(
-    r"(?<![a-z])(?:visa|master\s*card|mastercard|amex|credit\s*card|debit|card|e-?wallet)(?![a-z])",
+    r"(?<![a-z])(?:visa|master\s*card|mastercard|amex|credit\s*card|debit|card|e-?wallet|"
+    r"karte|ec-?karte|kartenzahlung|ec-?cash|girocard|carte|cb|tarjeta|carta|bancomat|"
+    r"cart[aã]o|multibanco|pin|pinnen)(?![a-z])",
     re.IGNORECASE,
 )
-_CHANGE = re.compile(r"(?<![a-z])change(?![a-z])|找零|找赎", re.IGNORECASE)
+_CHANGE = re.compile(rf"(?<![a-z])(?:{_CHANGE_WORDS})(?![a-z])|找零|找赎", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +116,14 @@ def _payment_row(page: Page) -> int | None:
     return None
 
 
-def payable_total(page: Page) -> str | None:
-    """The payable total as printed ("73.00"), or ``None`` when the page shows no amounts."""
+def payable_total(page: Page, *, unless: re.Pattern[str] | None = None) -> str | None:
+    """The payable total as printed ("73.00"), or ``None`` when the page shows no amounts.
+    Rows matching ``unless`` are not candidates ("net" when the gross total is asked)."""
     candidates: list[_Candidate] = []
     for row in page.rows:
         text = row.text
+        if unless is not None and unless.search(text):
+            continue
         if _STRONG.search(text):
             strength = 3
         elif _PLAIN.search(text):
@@ -135,6 +165,11 @@ def payable_total(page: Page) -> str | None:
     top = max(c.strength for c in candidates)
     best = [c for c in candidates if c.strength == top]
     return max(best, key=lambda c: (c.value, c.row)).amount
+
+
+def says_total(text: str) -> bool:
+    """Whether a row's text labels a total ("Totals", "Grand Total", "Summe", "合计")."""
+    return bool(_STRONG.search(text) or _PLAIN.search(text))
 
 
 def _largest_amount(page: Page) -> str | None:

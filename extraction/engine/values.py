@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import itertools
 import re
+import unicodedata
 
 
 class ValueType(enum.Enum):
@@ -35,12 +36,47 @@ _TYPE_CUES: tuple[tuple[ValueType, tuple[str, ...]], ...] = (
     (ValueType.URL, ("website", "url", "web site", "网址")),
     (
         ValueType.PHONE,
-        ("phone", "telephone", "tel", "mobile", "fax", "contact number", "电话", "手机", "传真"),
+        (
+            "phone",
+            "telephone",
+            "tel",
+            "mobile",
+            "fax",
+            "contact number",
+            "voice number",
+            "telefon",
+            "telefono",
+            "telefone",
+            "telefoon",
+            "电话",
+            "手机",
+            "传真",
+        ),
     ),
     (ValueType.TIME, ("time", "时间", "时刻")),
     (
         ValueType.DATE,
-        ("date", "dated", "day", "dob", "birth", "issued on", "日期", "时间", "年月日", "出生"),
+        (
+            "date",
+            "dated",
+            "day",
+            "dob",
+            "birth",
+            "issued on",
+            "日期",
+            "时间",
+            "年月日",
+            "出生",
+            "datum",
+            "fecha",
+            "echeance",
+            "vencimiento",
+            "scadenza",
+            "vencimento",
+            "vervaldatum",
+            "fallig",
+            "falligkeit",
+        ),
     ),
     (ValueType.PERCENT, ("percent", "percentage", "rate", "%", "比例", "税率")),
     (
@@ -88,6 +124,34 @@ _TYPE_CUES: tuple[tuple[ValueType, tuple[str, ...]], ...] = (
             "自付",
             "自费",
             "统筹",
+            "betrag",
+            "summe",
+            "zwischensumme",
+            "gesamt",
+            "gesamtbetrag",
+            "preis",
+            "mwst",
+            "ruckgeld",
+            "wechselgeld",
+            "montant",
+            "prix",
+            "tva",
+            "rendu",
+            "importe",
+            "precio",
+            "iva",
+            "cambio",
+            "importo",
+            "totale",
+            "prezzo",
+            "resto",
+            "valor",
+            "preco",
+            "troco",
+            "bedrag",
+            "totaal",
+            "prijs",
+            "btw",
         ),
     ),
     (
@@ -119,11 +183,36 @@ _TYPE_CUES: tuple[tuple[ValueType, tuple[str, ...]], ...] = (
             "识别号",
             "卡号",
             "账号",
+            "nummer",
+            "nr",
+            "numero",
+            "rechnungsnummer",
+            "belegnummer",
+            "kundennummer",
+            "steuernummer",
+            "factuurnummer",
+            "bonnummer",
         ),
     ),
     (
         ValueType.ADDRESS,
-        ("address", "addr", "location", "street", "地址", "住址", "所在地"),
+        (
+            "address",
+            "addr",
+            "location",
+            "street",
+            "地址",
+            "住址",
+            "所在地",
+            "anschrift",
+            "adresse",
+            "direccion",
+            "domicilio",
+            "indirizzo",
+            "endereco",
+            "morada",
+            "adres",
+        ),
     ),
     (
         ValueType.COMPANY,
@@ -160,6 +249,29 @@ _TYPE_CUES: tuple[tuple[ValueType, tuple[str, ...]], ...] = (
             "药房",
             "开票方",
             "收款方",
+            "firma",
+            "geschaft",
+            "laden",
+            "verkaufer",
+            "lieferant",
+            "societe",
+            "entreprise",
+            "magasin",
+            "vendeur",
+            "fournisseur",
+            "empresa",
+            "tienda",
+            "comercio",
+            "proveedor",
+            "azienda",
+            "negozio",
+            "ditta",
+            "fornitore",
+            "loja",
+            "fornecedor",
+            "bedrijf",
+            "winkel",
+            "leverancier",
         ),
     ),
     (
@@ -192,12 +304,24 @@ _TYPE_CUES: tuple[tuple[ValueType, tuple[str, ...]], ...] = (
     ),
 )
 
+
+def fold_accents(text: str) -> str:
+    """``text`` without accents ("Rückgeld" -> "Ruckgeld", "Espèces" -> "Especes"): receipts
+    print labels with or without them, and OCR drops them often."""
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize(
+        "NFC", "".join(c for c in decomposed if not unicodedata.combining(c))
+    )
+
+
 _WORD = re.compile(r"[a-z]+|[^\x00-\x7f]+|#|%")
 
 
 def _words(text: str) -> str:
     """Lower-cased words separated by single spaces, with a space on both ends."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", fold_accents(text))
     return " " + " ".join(_WORD.findall(spaced.lower().replace("_", " "))) + " "
 
 
@@ -205,8 +329,12 @@ def _words(text: str) -> str:
 _DOMINANT_TYPES = (ValueType.EMAIL, ValueType.URL, ValueType.PHONE)
 
 
-def _type_from_text(text: str) -> ValueType:
-    haystack = _words(text)
+# Romance, German and Dutch phrases put the head first and its complement after a
+# connector ("numero de factura", "direccion de la tienda", "datum der rechnung").
+_COMPLEMENT = re.compile(r" (?:de|di|du|des|del|della|dello|da|do|dos|das|van|von|der) ")
+
+
+def _type_from_words(haystack: str) -> ValueType:
     # The head word comes last in English and Chinese noun phrases ("invoice number",
     # "due date", "合计金额"), so the cue that ends last decides; a longer cue breaks ties.
     best: tuple[int, int, ValueType] | None = None
@@ -222,6 +350,16 @@ def _type_from_text(text: str) -> ValueType:
             if best is None or rank[:2] > best[:2]:
                 best = rank
     return best[2] if best else ValueType.TEXT
+
+
+def _type_from_text(text: str) -> ValueType:
+    haystack = _words(text)
+    head = _COMPLEMENT.split(haystack, maxsplit=1)
+    if len(head) == 2:
+        value_type = _type_from_words(head[0] + " ")
+        if value_type is not ValueType.TEXT:
+            return value_type
+    return _type_from_words(haystack)
 
 
 def detect_type(key: str, description: str, json_type: str | None = None) -> ValueType:
@@ -241,6 +379,27 @@ _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|"
     r"aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
 )
+# Month names and their printed abbreviations in the languages our users print (English,
+# German, French, Spanish, Italian, Portuguese, Dutch), for dates printed day first.
+_MONTH_WORDS = """
+    january jan januar jänner janvier janv enero ene gennaio gen janeiro januari
+    february feb februar février fevrier févr fevr febrero febbraio fevereiro fev februari
+    march mar märz maerz marz mrz mär mars marzo março marco maart mrt
+    april apr avril avr abril abr aprile
+    may mai mayo maggio mag maio mei
+    june jun juni juin junio giugno giu junho
+    july jul juli juillet juil julio luglio lug julho
+    august aug août aout agosto ago augustus
+    september sept sep septembre septiembre setiembre settembre set setembro
+    october oct oktober okt octobre octubre ottobre ott outubro out
+    november nov novembre noviembre novembro
+    december dec dezember dez décembre decembre déc diciembre dic dicembre dezembro
+"""
+_ANY_MONTH = (
+    "(?:"
+    + "|".join(sorted(set(_MONTH_WORDS.split()), key=lambda w: (-len(w), w)))
+    + r")(?![^\W\d_])"
+)
 # A four-digit year may run straight into the time ("19-03-201818:08") on receipts.
 _YEAR4 = r"(?:19|20)\d{2}(?:(?=\d{1,2}[:\uff1a]\d{2})|(?!\d))"
 _YEAR = rf"(?:{_YEAR4}|\d{{2}}(?!\d)|\d{{2}}(?=\d{{1,2}}[:\uff1a]\d{{2}}))"
@@ -253,7 +412,8 @@ def _date_patterns(sep: str, after: str) -> tuple[re.Pattern[str], ...]:
         re.compile(rf"(?<!\d)(?:19|20)\d{{2}}{sep}\d{{1,2}}{after}(?P=sep){after}\d{{1,2}}(?!\d)"),
         re.compile(rf"(?<![\d.])\d{{1,2}}{sep}\d{{1,2}}{after}(?P=sep){after}{_YEAR}"),
         re.compile(
-            rf"(?<![a-z0-9])\d{{1,2}}(?:st|nd|rd|th)?[\s\-/.,]*{_MONTH}\.?[\s\-/.,]*{_YEAR}",
+            rf"(?<![a-z0-9])\d{{1,2}}(?:st|nd|rd|th|er|º|\.)?[\s\-/.,]*(?:de\s+)?{_ANY_MONTH}\.?"
+            rf"[\s\-/.,]*(?:de\s+)?{_YEAR}",
             re.IGNORECASE,
         ),
         re.compile(
@@ -305,12 +465,44 @@ def find_dates(text: str, *, labelled: bool = False) -> list[tuple[int, str]]:
 
 # Between the two dates of a printed range ("1/13/2020 - 1/19/2020", "01.03.-31.03.2020",
 # "du 01/03/2020 au 07/03/2020"): a dash or a word for "to".
-_RANGE_JOIN = re.compile(
-    r"^\s*(?:[-\u2013\u2014~]|to|thru|through|till|until|bis|au|al|a|hasta|tot|t/m|至|到)\s*$",
-    re.IGNORECASE,
+_JOIN = r"(?:[-\u2013\u2014~]|to|thru|through|till|until|bis|au|al|a|hasta|tot|t/m|至|到)"
+_RANGE_JOIN = re.compile(rf"^\s*{_JOIN}\s*$", re.IGNORECASE)
+# A first date printed without its year, which it takes from the second date:
+# "01.03.-31.03.2020", "1/13 - 1/19/2020" (day and month, or month and day, numeric);
+# "March 1 to March 7, 2020", "March 1 - 7, 2020" (month first);
+# "1. - 7. März 2020", "1 mars au 7 mars 2020" (day first).
+_SHORT_RANGES = (
+    re.compile(
+        rf"(?<![\d./-])(?P<first>\d{{1,2}}(?P<sep>[./-])\d{{1,2}})(?P=sep)?\s*{_JOIN}\s*"
+        rf"(?P<second>\d{{1,2}}(?P=sep)\d{{1,2}}(?P=sep)(?P<year>{_YEAR}))",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        rf"(?<![a-z])(?P<month>{_MONTH})\.?\s*(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s*{_JOIN}\s*"
+        rf"(?P<second>(?:{_MONTH}\.?\s*)?\d{{1,2}}(?:st|nd|rd|th)?,?\s*(?P<year>{_YEAR4}))",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        rf"(?<![\w.])(?P<day>\d{{1,2}})(?:st|nd|rd|th|er|\.)?\s*(?P<month>{_ANY_MONTH}\.?)?\s*"
+        rf"{_JOIN}\s*(?P<second>\d{{1,2}}(?:st|nd|rd|th|\.)?\s*(?:de\s+)?"
+        rf"(?P<month2>{_ANY_MONTH})\.?\s*(?:de\s+)?(?P<year>{_YEAR4}))",
+        re.IGNORECASE,
+    ),
 )
-# "01.03." before a dash: a day and month whose year is printed after the range's end.
-_DAY_MONTH = re.compile(r"(?<![\d.])(\d{1,2}\.\d{1,2})\.\s*[-\u2013\u2014]\s*(?=\d)")
+
+
+def _short_range(match: re.Match[str]) -> tuple[str, str]:
+    """Both dates of a short range, each completed with what the other prints (the year,
+    or the month of "March 1 - 7, 2020")."""
+    groups = match.groupdict()
+    year, second = groups["year"], match.group("second").strip()
+    if "first" in groups:
+        return f"{groups['first']}{groups['sep']}{year}", second
+    if "month2" in groups:
+        return f"{groups['day']} {(groups['month'] or groups['month2']).rstrip('.')} {year}", second
+    if second[0].isdigit():
+        second = f"{groups['month']} {second}"
+    return f"{groups['month']} {groups['day']}, {year}", second
 
 
 def find_date_ranges(text: str) -> list[tuple[int, str, str]]:
@@ -322,11 +514,13 @@ def find_date_ranges(text: str) -> list[tuple[int, str, str]]:
         for (start, first), (second_at, second) in itertools.pairwise(dates)
         if _RANGE_JOIN.match(text[start + len(first) : second_at])
     ]
-    for match in _DAY_MONTH.finditer(text):
-        second = find_date(text[match.end() :], labelled=True)
-        year = re.search(r"(?:19|20)\d{2}$|\d{2}$", second or "")
-        if second and year and text[match.end() :].startswith(second[:2]):
-            found.append((match.start(), f"{match.group(1)}.{year.group(0)}", second))
+    for pattern in _SHORT_RANGES:
+        for match in pattern.finditer(text):
+            if any(start == match.start() for start, _first, _second in found):
+                continue
+            first, second = _short_range(match)
+            if _plausible_date(second):
+                found.append((match.start(), first, second))
     found.sort()
     return found
 
@@ -350,11 +544,17 @@ def find_time(text: str) -> str | None:
 
 _CURRENCY = r"(?:RM|MYR|USD|US\$|S\$|SGD|EUR|GBP|CNY|RMB|HKD|IDR|RP|INR|RS\.?|\$|€|£|¥|￥|₹)"
 # A money amount: optional sign and currency, thousands separators, two decimals (or none).
+# Thousands are grouped by commas, by dots before a decimal comma ("1.234,56"), by
+# apostrophes or no-break spaces ("1'234.50"), and by plain spaces only before a decimal
+# comma ("1 234,56": a receipt's "1 100.00" is a quantity and a price).
 _AMOUNT = re.compile(
-    rf"(?<![\w.,/:])-?\s?{_CURRENCY}?\s?-?(\d{{1,3}}(?:,\d{{3}})+|\d{{1,3}}(?:\.\d{{3}})+(?=,\d\d)|\d+)([.,]\d{{2}})?(?![\d/:%])"
-    r"(?![.,]\d)",
+    rf"(?<![\w.,/:])-?\s?{_CURRENCY}?\s?-?("
+    r"\d{1,3}(?:,\d{3})+|\d{1,3}(?:\.\d{3})+(?=,\d\d)|\d{1,3}(?:['\u00a0\u202f\u2009]\d{3})+"
+    r"|\d{1,3}(?: \d{3})+(?=,\d\d)|\d+"
+    r")([.,]\d{2})?(?![\d/:%])(?![.,]\d)",
     re.IGNORECASE,
 )
+_GROUPING = re.compile(r"['\u00a0\u202f\u2009 ]")
 _OCR_DIGITS = str.maketrans({"O": "0", "o": "0", "D": "0", "l": "1", "I": "1", "S": "5"})
 
 
@@ -378,26 +578,34 @@ def find_amounts(text: str, *, decimals_only: bool = True) -> list[str]:
         whole, fraction = match.group(1), match.group(2)
         if decimals_only and not fraction:
             continue
-        if not fraction and len(whole.replace(",", "").replace(" ", "")) > 7:
+        whole = _GROUPING.sub("", whole) if fraction or "'" in whole else whole.replace(" ", "")
+        if not fraction and len(whole.replace(",", "")) > 7:
             continue  # long digit runs are identifiers, not prices
         sign = "-" if match.group(0).lstrip().startswith("-") else ""
-        amounts.append(sign + whole.replace(" ", "") + (fraction or ""))
+        amounts.append(sign + whole + (fraction or ""))
     return amounts
 
 
 def amount_value(text: str) -> float | None:
-    """The number an amount string stands for ("1,234.50" -> 1234.5)."""
+    """The number an amount string stands for: "1,234.50", "1.234,50", "1 234,50" and
+    "1'234.50" -> 1234.5; "12,50" -> 12.5. The last separator followed by one or two digits
+    is the decimal one; every other separator groups thousands."""
     cleaned = re.sub(r"[^\d.,\-]", "", text)
     if not re.search(r"\d", cleaned):
         return None
-    if "," in cleaned and "." in cleaned:
-        cleaned = cleaned.replace(",", "")
-    elif cleaned.count(",") == 1 and len(cleaned.split(",")[1]) == 2:
-        cleaned = cleaned.replace(",", ".")
+    sign = "-" if cleaned.startswith("-") else ""
+    cleaned = cleaned.replace("-", "")
+    last = max(cleaned.rfind(","), cleaned.rfind("."))
+    decimals = len(cleaned) - last - 1
+    if last >= 0 and (
+        decimals in (1, 2)
+        or (cleaned[last] == "." and cleaned.count(".") == 1 and "," not in cleaned)
+    ):
+        number = re.sub(r"[.,]", "", cleaned[:last]) + "." + cleaned[last + 1 :]
     else:
-        cleaned = cleaned.replace(",", "")
+        number = re.sub(r"[.,]", "", cleaned)
     try:
-        return float(cleaned)
+        return float(sign + number)
     except ValueError:
         return None
 
@@ -476,7 +684,8 @@ def company_strength(text: str) -> int:
     """2 for a legal-form suffix (SDN BHD, LTD, GMBH, 有限公司), 1 for a trade word, else 0."""
     if re.search(
         r"(?<![A-Z])(SDN\.?\s*[B8][HN][DUO0]|BHD|BERHAD|LTD|LIMITED|INC|LLC|GMBH|PLC|LLP|"
-        r"CORP|CORPORATION|[S5]/B|PTE|PTY|SARL|SRL)(?![A-Z])",
+        r"CORP|CORPORATION|[S5]/B|PTE|PTY|SARL|SRL|OHG|LDA|S\.R\.[LI]|S\.P\.A|S\.A\.S|S\.A\.|S\.L\.|"
+        r"B\.V|N\.V|E\.K\.)(?![A-Z])",
         text,
         re.IGNORECASE,
     ) or re.search(r"有限公司|有限责任公司|股份公司", text):
@@ -490,13 +699,27 @@ def repair_company(text: str) -> str:
     """Fix OCR misreads of legal-form suffixes and drop a trailing registration number."""
     fixed = re.sub(r"(?<![A-Z])SDN\.?\s*[B8][HN][DUO0](?![A-Z])", "SDN BHD", text, flags=re.I)
     fixed = re.sub(r"(?<![\w/])5/B(?![\w/])", "S/B", fixed)
+    # "S.r.I.": OCR reads the l of S.r.l. as a capital I.
+    fixed = re.sub(
+        r"(?<![A-Za-z])S\.([rR])\.I(?![A-Za-z])",
+        lambda m: f"S.{m.group(1)}.{'l' if m.group(1) == 'r' else 'L'}",
+        fixed,
+    )
     fixed = re.sub(
         r"\s*[(\[]?\s*(?:CO\.?\s*)?(?:REG\.?\s*(?:NO)?\.?)?[:\s]*\d{4,}\s?-?\s?[A-Z]?\b\s*[)\]]?.*$",
         "",
         fixed,
         flags=re.I,
     )
-    return fixed.strip(" ,.;:-")
+    # An opening bracket cut off at the edge of the line ("99 SPEED MART S/B (S").
+    fixed = re.sub(r"\s*\([^()]{0,3}$", "", fixed)
+    fixed = fixed.strip(" ,.;:-")
+    # A dotted legal form keeps its last dot ("S.L.", "B.V.", "S.r.l.").
+    if re.search(r"(?<![^\W\d_])(?:[A-Za-z]\.){1,3}[A-Za-z]{1,2}$", fixed) and text.rstrip(
+        " ,;:-"
+    ).endswith("."):
+        fixed += "."
+    return fixed
 
 
 _STREET_WORDS = (
@@ -506,9 +729,17 @@ _STREET_WORDS = (
     r"SUITE|STE|UNIT|LOT|P\.?O\.?\s*BOX|STRASSE|STRAßE|RUE|CALLE|VIA|INDUSTRIAL|ESTATE|"
     r"CENTRE|CENTER|MALL|COMPLEX|DISTRICT|CITY|STATE|SECTION|SEKSYEN|PARK|WISMA|MENARA"
 )
-_STREET = re.compile(rf"(?<![A-Z])(?:{_STREET_WORDS})(?![A-Z])", re.IGNORECASE)
+_STREET = re.compile(
+    rf"(?<![A-Z])(?:{_STREET_WORDS}|AVENIDA|RUA|PRA[CÇ]A|VIALE|PIAZZA|CORSO|LARGO|PLAZA|"
+    r"PASEO|CARRER|CHEMIN|PLACE|QUAI|ROUTE|IMPASSE|STRAAT|LAAN|PLEIN)(?![A-Z])"
+    # German and Dutch streets end a compound word and take a house number: "Hauptstr. 5".
+    r"|[A-ZÄÖÜ][a-zäöüß]+(?:stra(?:ss|ß)e|str\.|weg|platz|allee|gasse|ring|damm|ufer|"
+    r"straat|laan|gracht|plein|kade|singel)\s*\d",
+    re.IGNORECASE,
+)
 _POSTCODE = re.compile(
-    r"(?<![\w\-/.])(?:\d{5}|\d{6}|\d{4}(?=\s+[A-Z])|\d{5}-\d{4}|[A-Z]\d[A-Z]\s?\d[A-Z]\d)(?![\d\-/.])"
+    r"(?<![\w\-/.])(?:\d{5}|\d{6}|\d{4}(?=\s+[A-Z])|\d{5}-\d{4}|\d{4}-\d{3}|"
+    r"[A-Z]\d[A-Z]\s?\d[A-Z]\d)(?![\d\-/.])"
 )
 _CJK_ADDRESS = re.compile(r"[省市区县镇乡村路街道巷号楼室弄]")
 

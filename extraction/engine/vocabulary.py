@@ -1,4 +1,5 @@
-"""How documents print the labels that prompts ask about, in English and Chinese.
+"""How documents print the labels that prompts ask about, in English, German, French, Spanish,
+Italian, Portuguese, Dutch and Chinese.
 
 A prompt says ``"invoice_no": "Invoice Number"``; the document may print "Invoice #",
 "Inv. No." or "发票号码". A ``Concept`` ties the words a prompt uses (``cues``) to the labels
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from extraction.contract import Scene
-from extraction.engine.values import ValueType
+from extraction.engine.values import ValueType, fold_accents
 
 GENERAL = frozenset({Scene.GENERAL, Scene.MEDICAL})
 MEDICAL = frozenset({Scene.MEDICAL})
@@ -28,7 +29,7 @@ class Concept:
     scenes: frozenset[Scene] = GENERAL
 
 
-CONCEPTS: tuple[Concept, ...] = (
+_CONCEPTS: tuple[Concept, ...] = (
     Concept(
         "total",
         (
@@ -453,6 +454,122 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept("bed", ("bed", "床号"), ("bed", "bed no", "床号"), ValueType.IDENTIFIER, MEDICAL),
 )
 
+# The same concepts as German, French, Spanish, Italian, Portuguese and Dutch documents and
+# prompts word them: (cues, labels), added after the English and Chinese ones.
+_EUROPEAN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "total": (
+        ("summe", "gesamtbetrag", "gesamtsumme", "endbetrag", "rechnungsbetrag", "montant total",
+         "total ttc", "importe total", "totale", "importo totale", "valor total", "totaal",
+         "totaalbedrag", "te betalen"),
+        ("gesamtbetrag", "gesamtsumme", "endbetrag", "zu zahlen", "summe", "gesamt", "total ttc",
+         "montant ttc", "net a payer", "total a payer", "montant total", "importe total",
+         "total a pagar", "totale complessivo", "totale da pagare", "importo totale", "totale",
+         "valor total", "valor a pagar", "totaal te betalen", "te betalen", "totaalbedrag",
+         "totaal", "betrag", "montant", "importe", "importo", "bedrag"),
+    ),
+    "subtotal": (
+        ("zwischensumme", "sous-total", "sous total", "subtotale", "subtotaal", "total ht"),
+        ("zwischensumme", "nettobetrag", "summe netto", "sous-total", "sous total", "total ht",
+         "montant ht", "base imponible", "subtotale", "imponibile", "subtotaal", "totaal excl"),
+    ),
+    "tax": (
+        ("mwst", "ust", "mehrwertsteuer", "umsatzsteuer", "tva", "iva", "imposta", "impuesto",
+         "imposto", "btw"),
+        ("mwst", "mehrwertsteuer", "umsatzsteuer", "ust", "tva", "montant tva", "iva", "cuota iva",
+         "imposta", "impuesto", "imposto", "btw"),
+    ),
+    "discount": (
+        ("rabatt", "remise", "descuento", "sconto", "desconto", "korting"),
+        ("rabatt", "nachlass", "remise", "descuento", "sconto", "desconto", "korting"),
+    ),
+    "cash": (
+        ("bargeld", "gegeben", "especes", "efectivo", "contanti", "dinheiro", "contant"),
+        ("bar", "gegeben", "bargeld", "especes", "montant recu", "efectivo", "entregado",
+         "contanti", "contante", "dinheiro", "valor recebido", "contant", "ontvangen"),
+    ),
+    "change": (
+        ("ruckgeld", "wechselgeld", "rendu", "monnaie", "cambio", "vuelto", "resto", "troco",
+         "wisselgeld"),
+        ("ruckgeld", "wechselgeld", "zuruck", "rendu", "monnaie rendue", "a rendre", "cambio",
+         "vuelto", "resto", "troco", "wisselgeld", "terug"),
+    ),
+    "document_number": (
+        ("rechnungsnummer", "rechnung nr", "belegnummer", "numero de facture", "facture n",
+         "numero de factura", "factura n", "numero fattura", "fattura n", "numero da fatura",
+         "fatura n", "factuurnummer", "factuur nr"),
+        ("rechnungsnummer", "rechnung nr", "rechnungs nr", "beleg nr", "belegnummer", "bon nr",
+         "numero de facture", "facture n", "facture no", "ticket n", "numero de factura",
+         "factura n", "factura no", "numero fattura", "fattura n", "scontrino n",
+         "numero da fatura", "fatura n", "factuurnummer", "factuur nr", "bonnummer", "nr", "n"),
+    ),
+    "due_date": (
+        ("falligkeit", "falligkeitsdatum", "zahlbar bis", "echeance", "vencimiento", "scadenza",
+         "vencimento", "vervaldatum"),
+        ("falligkeitsdatum", "fallig am", "zahlbar bis", "date d echeance", "echeance",
+         "fecha de vencimiento", "vencimiento", "data di scadenza", "scadenza",
+         "data de vencimento", "vencimento", "vervaldatum"),
+    ),
+    "date": (
+        ("datum", "fecha", "data"),
+        ("datum", "rechnungsdatum", "belegdatum", "date de facture", "fecha", "fecha de factura",
+         "data", "data fattura", "data de emissao", "factuurdatum"),
+    ),
+    "buyer": (
+        ("kunde", "rechnungsempfanger", "facture a", "cliente", "klant"),
+        ("kunde", "rechnungsempfanger", "empfanger", "client", "facture a", "cliente",
+         "facturar a", "destinatario", "klant"),
+    ),
+    "seller": (
+        ("verkaufer", "firma", "lieferant", "geschaft", "vendeur", "fournisseur", "societe",
+         "magasin", "vendedor", "proveedor", "empresa", "tienda", "fornitore", "venditore",
+         "azienda", "negozio", "fornecedor", "loja", "leverancier", "verkoper", "bedrijf",
+         "winkel"),
+        ("verkaufer", "lieferant", "firma", "vendeur", "fournisseur", "societe", "vendedor",
+         "proveedor", "empresa", "fornitore", "venditore", "ditta", "fornecedor", "leverancier",
+         "verkoper", "bedrijf"),
+    ),
+    "address": (
+        ("anschrift", "adresse", "direccion", "domicilio", "indirizzo", "endereco", "morada",
+         "adres"),
+        ("anschrift", "adresse", "direccion", "domicilio", "indirizzo", "endereco", "morada",
+         "adres"),
+    ),
+    "tax_id": (
+        ("steuernummer", "ust id", "ust idnr", "numero de tva", "nif", "cif", "partita iva",
+         "btw nummer"),
+        ("ust idnr", "ust id", "steuernummer", "st nr", "n tva", "numero de tva", "siret", "nif",
+         "cif", "p iva", "partita iva", "codice fiscale", "nipc", "btw nummer", "btw nr", "kvk"),
+    ),
+    "phone": (
+        ("telefon", "telephone", "telefono", "telefone", "telefoon"),
+        ("telefon", "tel", "telephone", "telefono", "telefone", "telefoon"),
+    ),
+    "payment_method": (
+        ("zahlungsart", "mode de paiement", "forma de pago", "metodo di pagamento",
+         "forma de pagamento", "betaalwijze"),
+        ("zahlungsart", "zahlart", "mode de paiement", "reglement", "forma de pago",
+         "pagamento", "forma de pagamento", "betaalwijze"),
+    ),
+    "cashier": (
+        ("kassierer", "caissier", "cajero", "cassiere", "operador", "kassier"),
+        ("kassierer", "bediener", "caissier", "cajero", "cassiere", "operador", "kassier"),
+    ),
+}  # fmt: skip
+
+
+def _with_european(concept: Concept) -> Concept:
+    cues, labels = _EUROPEAN.get(concept.name, ((), ()))
+    return Concept(
+        concept.name,
+        concept.cues + tuple(c for c in cues if c not in concept.cues),
+        concept.labels + tuple(label for label in labels if label not in concept.labels),
+        concept.value_type,
+        concept.scenes,
+    )
+
+
+CONCEPTS: tuple[Concept, ...] = tuple(_with_european(c) for c in _CONCEPTS)
+
 # Column headings of line-item tables, keyed by the role a column plays.
 COLUMN_LABELS: dict[str, tuple[str, ...]] = {
     "name": (
@@ -538,7 +655,7 @@ def _phrase_in(phrase: str, words: str) -> bool:
 
 def normalise_words(text: str) -> str:
     """Lower-case words joined by single spaces, padded by one space on each side."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", fold_accents(text))
     tokens = re.findall(r"[a-z0-9]+|#|%|[^\x00-\x7f]+", spaced.lower().replace("_", " "))
     return " " + " ".join(tokens) + " "
 
@@ -651,6 +768,11 @@ def _qualifier(name: str, variants: tuple[str, ...]) -> Qualifier:
 
 
 _QUALIFIER_PATTERNS = tuple(_qualifier(name, variants) for name, variants in _QUALIFIERS)
+
+
+def qualifier_named(name: str) -> Qualifier:
+    """The qualifier called ``name`` ("net", "commission")."""
+    return next(q for q in _QUALIFIER_PATTERNS if q.name == name)
 
 
 def total_qualifier(words: str) -> Qualifier | None:

@@ -69,7 +69,7 @@ class LocalProvider:
                 )
             reader = self._reader
         picture = decode_image(data)
-        return printed_lines(reader.recognise(picture), *picture.size)
+        return printed_lines(reader.recognise_upright(picture))
 
     def warm_up(self) -> None:
         """Load the models now, so the first image does not wait for them."""

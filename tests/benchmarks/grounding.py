@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def read_lines(recognizer: TextRecognizer, image: Image.Image) -> tuple[PrintedLine, ...]:
-    return printed_lines(recognizer.recognise(image), *image.size)
+    return printed_lines(recognizer.recognise_upright(image))
 
 
 def prints(line: PrintedLine, value: str) -> bool:

@@ -1,6 +1,7 @@
 """Speed and accuracy of the embedded ``local`` engine on the shared labelled documents.
 
     python -m tests.benchmarks.local_engine [--set sroie|funsd|adbuy|both|all] [--limit N]
+        [--scale F] [--keep DIR]
 
 Runs the ``local`` provider (``extraction.providers.local``) in this one process over
 ``../shared/data/sroie-dev`` (receipts, the set's ``prompt.txt``), ``funsd-dev`` (forms,
@@ -8,7 +9,9 @@ each with its own prompt) and ``adbuy-dev`` (US advertising orders and invoices,
 ``prompt.txt``; ``both`` is SROIE and FUNSD, ``all`` all three), through the same steps
 as ``imageextract extract --json``: read, normalise (``prepare_image``), extract, parse the
 JSON. Predictions go to a temporary file that ``../shared/eval/score.py`` scores; the file
-is deleted afterwards and no expected value is printed.
+is deleted afterwards (``--keep DIR`` keeps it for ``score.py --errors``) and no expected
+value is printed. ``--scale 2`` reads every image enlarged twice first: adbuy's 150 dpi
+pages become letter size at 300 dpi, the large scans users send.
 
 Figures (the model load is done before the clock starts, on a blank image):
 
@@ -75,7 +78,9 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def entries_for(name: str, limit: int | None) -> tuple[Path, list[BatchEntry]]:
+def entries_for(
+    name: str, limit: int | None, scale: float = 1.0, work: Path | None = None
+) -> tuple[Path, list[BatchEntry]]:
     folder = DATA / f"{name}-dev"
     labels = folder / "labels.jsonl"
     if not labels.exists():
@@ -89,8 +94,21 @@ def entries_for(name: str, limit: int | None) -> tuple[Path, list[BatchEntry]]:
         prompt = row.get("prompt") or default_prompt
         if not prompt:
             raise SystemExit(f"{labels}: {row['id']} has no prompt and the set has none")
-        entries.append(BatchEntry(id=str(row["id"]), image=folder / row["image"], prompt=prompt))
+        image = folder / row["image"]
+        if scale != 1.0 and work is not None:
+            image = enlarged(image, scale, work / f"{name}-x{scale:g}")
+        entries.append(BatchEntry(id=str(row["id"]), image=image, prompt=prompt))
     return labels, entries
+
+
+def enlarged(image: Path, scale: float, folder: Path) -> Path:
+    """A copy of ``image`` enlarged ``scale`` times, as a PNG in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{image.stem}.png"
+    with Image.open(image) as picture:
+        size = (round(picture.width * scale), round(picture.height * scale))
+        picture.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(target)
+    return target
 
 
 def warm_up(provider: Provider) -> None:
@@ -110,9 +128,14 @@ def score(labels: Path, predictions: Path) -> dict[str, Any]:
 
 
 def run_set(
-    name: str, provider: Provider, settings: Settings, limit: int | None, work: Path
+    name: str,
+    provider: Provider,
+    settings: Settings,
+    limit: int | None,
+    work: Path,
+    scale: float = 1.0,
 ) -> SetResult:
-    labels, entries = entries_for(name, limit)
+    labels, entries = entries_for(name, limit, scale, work)
     predictions = work / f"{name}-predictions.jsonl"
     seconds: list[float] = []
     failed = 0
@@ -180,6 +203,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--set", choices=["sroie", "funsd", "adbuy", "both", "all"], default="both")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
+    parser.add_argument(
+        "--scale", type=float, default=1.0,
+        help="enlarge every image this many times first (2: 150 dpi pages at 300 dpi)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep", type=Path, default=None,
+        help="folder to keep each set's predictions in (for score.py --errors)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     names = {"both": ["sroie", "funsd"], "all": ["sroie", "funsd", "adbuy"]}.get(
         args.set, [args.set]
@@ -190,8 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         warm_up(provider)
         with tempfile.TemporaryDirectory(prefix="imageextract-local-") as folder:
+            work = args.keep or Path(folder)
+            work.mkdir(parents=True, exist_ok=True)
             results = [
-                run_set(name, provider, settings, args.limit, Path(folder)) for name in names
+                run_set(name, provider, settings, args.limit, work, args.scale) for name in names
             ]
     finally:
         provider.close()
