@@ -19,7 +19,10 @@ _STRONG = re.compile(
     r"grand\s*tota[l1]|tota[l1]\s*(?:incl|inclusive|inc\.|\(incl|amount\s*(?:due|payable)|payable|due|"
     r"to\s*pay|sales?\s*\(?incl)|(?:nett?|rounded|final)\s*tota[l1]|tota[l1]\s*(?:rounded|after)|"
     r"amount\s*(?:due|payable)|balance\s*due|total\s*amount|to\s*be\s*paid|amount\s*to\s*pay|"
-    # German, French, Spanish, Italian, Portuguese, Dutch.
+    # German, French, Spanish, Italian, Portuguese, Dutch; "tax included" beside a total.
+    r"(?:total|summe|gesamt|totale|totaal)\W{0,3}(?:eur\W+)?(?:(?:iva|tva|mwst|ust|btw)\W+)?"
+    r"(?:inkl|incl|inclu[iíy]d[oa]|"
+    r"inclus[ea]?|compreso|ttc)|"
     r"gesamtbetrag|gesamtsumme|endbetrag|endsumme|zu\s*zahlen|zahlbetrag|rechnungsbetrag|"
     r"total\s*ttc|montant\s*(?:ttc|total|d[ûu])|net\s*[àa]\s*payer|total\s*[àa]\s*payer|"
     r"importe\s*total|total\s*a\s*pagar|total\s*factura|"

@@ -20,6 +20,9 @@ from sqlalchemy import func, select
 from tests.conftest import Caller, Stack, wait_for_job
 from tests.sample_images import png_for
 
+# Once, with images in a folder: credits, keys and limits do not depend on where images are stored.
+pytestmark = pytest.mark.one_store
+
 
 def _one_image(index: int = 0) -> list[tuple[str, Any]]:
     return [("images", (f"{index}.png", png_for(index), "image/png"))]

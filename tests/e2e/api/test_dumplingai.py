@@ -250,6 +250,7 @@ def test_image_over_20_mb_is_400(caller: Caller, session_factory: Any) -> None:
     assert _job_count(session_factory) == 0
 
 
+@pytest.mark.one_store  # refused before anything is stored
 def test_images_over_100_mb_in_all_are_400(caller: Caller, session_factory: Any) -> None:
     # Six images of 17 MB: each within its limit, together over 100 MB.
     one = _b64(PNG_HEADER + b"\0" * (17 * MB)).encode()
@@ -260,6 +261,7 @@ def test_images_over_100_mb_in_all_are_400(caller: Caller, session_factory: Any)
     assert _job_count(session_factory) == 0
 
 
+@pytest.mark.one_store  # refused before anything is stored
 def test_more_than_3000_images_are_400(caller: Caller, session_factory: Any) -> None:
     body = {"inputMethod": "base64", "images": [_b64(png_for(0))] * 3001, "prompt": "x"}
     assert "3000" in _error(caller.client.post(URL, json=body), 400)

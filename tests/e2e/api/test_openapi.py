@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
+
+# Once, with images in a folder: the schema does not depend on where images are stored.
+pytestmark = pytest.mark.one_store
 
 
 def test_openapi_lists_the_jobs_api(api_url: str) -> None:

@@ -20,6 +20,9 @@ from tests import stack
 from tests.conftest import Caller, wait_for_job
 from tests.sample_images import png_for
 
+# Once, with images in a folder: webhook delivery does not touch the stored images.
+pytestmark = pytest.mark.one_store
+
 
 @dataclass
 class Received:

@@ -18,6 +18,9 @@ import pytest
 from tests.conftest import ROOT, Caller, Stack, wait_for_job
 from tests.sample_images import png_for, size_for
 
+# Once, with images in a folder: the order of claims does not depend on the image store.
+pytestmark = pytest.mark.one_store
+
 # Images 0..299 are 16-115 x 16-18 pixels; these stand apart (height 25, 26).
 MARKED = (980, 1080)
 

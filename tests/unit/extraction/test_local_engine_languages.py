@@ -12,7 +12,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from extraction.engine.document import extract_document
-from extraction.engine.ocr import TextRecognizer
+from extraction.engine.layout import Page, build_page
+from extraction.engine.ocr import OcrLine, TextRecognizer
+from extraction.engine.totals import payable_total
 from extraction.engine.values import (
     amount_value,
     find_amounts,
@@ -101,7 +103,7 @@ RECEIPTS = (
         "Calle Mayor 5, 28013 Madrid",
         "Fecha: 12/04/2024",
         (("Aceite de oliva", "9,95"), ("Pan", "1,10"), ("Queso", "12,40")),
-        ("TOTAL A PAGAR", "23,45"),
+        ("TOTAL (IVA INCLUIDO)", "23,45"),
         ("Efectivo", "50,00"),
         ("Cambio", "26,55"),
     ),
@@ -401,3 +403,22 @@ def test_legal_names_keep_their_form_and_lose_what_ocr_added() -> None:
     assert repair_company("Ferro Alimentari S.r.I.") == "Ferro Alimentari S.r.l."
     # An opening bracket cut off at the edge of the line is not part of the name.
     assert repair_company("HARBOUR HARDWARE SDN BHD (S") == "HARBOUR HARDWARE SDN BHD"
+
+
+def _printed(texts: list[str]) -> Page:
+    """A page of recognised lines, one under the other (as OCR returns them)."""
+    lines = [
+        OcrLine(text, ((40, y), (600, y), (600, y + 30), (40, y + 30)), 0.99)
+        for y, text in zip(range(40, 40 + 50 * len(texts), 50), texts, strict=True)
+    ]
+    return build_page(lines, 700, 60 + 50 * len(texts))
+
+
+def test_a_total_that_says_tax_is_included_is_the_total() -> None:
+    for total in (
+        "TOTAL (IVA INCLUIDO) 23,45",
+        "Summe inkl. MwSt 23,45",
+        "Total TVA incluse 23,45",
+    ):
+        page = _printed(["Subtotal 30,00", "Rabatt -6,55", total, "Tarjeta 23,45"])
+        assert payable_total(page) == "23,45", total
