@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from psycopg.errors import DeadlockDetected
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from tests import stack
 from tests.sample_images import jpeg_for, png_for
@@ -239,6 +241,22 @@ def api_with(services: Stack) -> Iterator[Callable[..., str]]:
 TABLES = ("job_items", "jobs", "api_keys", "accounts")
 
 
+def _truncate(factory: Any) -> None:
+    """Empty the tables. A job the test left running may still be written by a worker,
+    whose locks can meet TRUNCATE's in a deadlock; Postgres then aborts one side, and
+    when it is this one it is tried again."""
+    for attempt in range(5):
+        try:
+            with factory() as session:
+                session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+                session.commit()
+            return
+        except OperationalError as error:
+            if not isinstance(error.orig, DeadlockDetected) or attempt == 4:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture(autouse=True)
 def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     if "model_server" not in request.fixturenames:
@@ -252,9 +270,7 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         factory = request.getfixturevalue("session_factory")
     yield
     if with_tables:
-        with factory() as session:
-            session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
-            session.commit()
+        _truncate(factory)
         # Jobs a test left running lose their rows above; their files must not leak into
         # the next test's "nothing left in storage" checks.
         services.clear_storage()
