@@ -54,13 +54,10 @@ class Client:
         timeout: float = 120.0,
         max_retries: int = 4,
     ) -> None:
-        self.base_url, api_key = requests.resolve(base_url, api_key)
+        options = requests.http_options(base_url, api_key, timeout)
+        self.base_url: str = options["base_url"]
         self.max_retries = max_retries
-        self.http = httpx.Client(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "imageextract-python"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        )
+        self.http = httpx.Client(**options)
         self.jobs = Jobs(self)
         self.account = Account(self)
 
@@ -272,13 +269,10 @@ class AsyncClient:
         timeout: float = 120.0,
         max_retries: int = 4,
     ) -> None:
-        self.base_url, api_key = requests.resolve(base_url, api_key)
+        options = requests.http_options(base_url, api_key, timeout)
+        self.base_url: str = options["base_url"]
         self.max_retries = max_retries
-        self.http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "imageextract-python"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        )
+        self.http = httpx.AsyncClient(**options)
         self.jobs = AsyncJobs(self)
         self.account = AsyncAccount(self)
 

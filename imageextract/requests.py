@@ -47,6 +47,16 @@ def resolve(base_url: str | None, api_key: str | None) -> tuple[str, str]:
     return url.rstrip("/"), key
 
 
+def http_options(base_url: str | None, api_key: str | None, timeout: float) -> dict[str, Any]:
+    """What both clients give httpx: the server, the key's header and the timeouts."""
+    url, key = resolve(base_url, api_key)
+    return {
+        "base_url": url,
+        "headers": {"Authorization": f"Bearer {key}", "User-Agent": "imageextract-python"},
+        "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+    }
+
+
 def retry_delay(attempt: int, response: httpx.Response | None) -> float:
     """Seconds to wait before try ``attempt + 1``: the server's Retry-After when it gave
     one, else exponential backoff with jitter (0.5 s, 1 s, 2 s … at most 30 s)."""

@@ -238,7 +238,7 @@ def address(page: Page) -> str | None:
     start = name_rows[-1].index + 1 if name_rows else 0
     candidates = page.rows[start : start + 10]
     collected: list[Row] = []
-    tail_parts: list[str] = []
+    town: str | None = None  # the start of the line that ends the address
     skipped = 0
     unit = page.line_height
     for row in candidates:
@@ -263,9 +263,7 @@ def address(page: Page) -> str | None:
             break
         if _stops_address(text) or _REGISTRATION_ONLY.match(text):
             # "81750 Johor Bahru, Johor. Tel: 07-387 3322": the address ends on this line.
-            head = _address_head(text)
-            if head:
-                tail_parts.append(head)
+            town = _address_head(text)
             break
         if _ends_with_postcode(collected[-1].text) and strength == 0 and not re.search(r"\d", text):
             collected.append(row)  # the town after a postcode that ends its line
@@ -280,5 +278,6 @@ def address(page: Page) -> str | None:
         collected.append(row)
     if not collected:
         return None
-    text = _ADDRESS_LABEL.sub("", " ".join([*(r.text for r in collected), *tail_parts]))
+    parts = [r.text for r in collected] + ([town] if town else [])
+    text = _ADDRESS_LABEL.sub("", " ".join(parts))
     return _LETTER_ZERO.sub("0", text).strip(" ,") or None

@@ -187,8 +187,9 @@ class TextRecognizer:
             return reading
         confidence = text_confidence(lines)
         tall = sum(1 for line in words if line.bottom - line.top > 1.5 * (line.right - line.left))
+        sideways = tall > len(words) / 2
         tries: tuple[int, ...]
-        if tall > len(words) / 2:
+        if sideways:
             # The recogniser turns tall crops a quarter counter-clockwise, so a page read
             # confidently as tall boxes was turned clockwise: a quarter back fixes it.
             tries = (90, 270) if confidence >= UPRIGHT_CONFIDENCE else (270, 90)
@@ -196,7 +197,7 @@ class TextRecognizer:
             tries = (180,)
         else:
             return reading
-        best, best_confidence = reading, -1.0 if tall > len(words) / 2 else confidence
+        best, best_confidence = reading, -1.0 if sideways else confidence
         for angle in tries:
             turned = self.recognise(image.rotate(angle, expand=True))
             turned_confidence = text_confidence(turned)
