@@ -230,9 +230,19 @@ def s3(workdir: Path, bucket: str = "imageextract") -> Iterator[S3Server]:
     procs = [subprocess.Popen(command, stdout=log.open("a"), stderr=subprocess.STDOUT)]
     server = S3Server(endpoint=f"http://127.0.0.1:{port}", bucket=bucket)
 
-    def restart() -> None:
+    def stop() -> None:
         procs[-1].terminate()
-        procs[-1].wait(30)
+        try:
+            procs[-1].wait(30)
+        except subprocess.TimeoutExpired:
+            procs[-1].kill()
+            tail = log.read_text(errors="replace")[-4000:]
+            raise AssertionError(
+                f"the S3 server did not stop in 30 s; its log ends:\n{tail}"
+            ) from None
+
+    def restart() -> None:
+        stop()
         procs.append(subprocess.Popen(command, stdout=log.open("a"), stderr=subprocess.STDOUT))
         wait_for_port(port)
 
@@ -242,8 +252,7 @@ def s3(workdir: Path, bucket: str = "imageextract") -> Iterator[S3Server]:
         yield server
     finally:
         _restarts.pop(server.endpoint, None)
-        procs[-1].terminate()
-        procs[-1].wait(30)
+        stop()
 
 
 @contextlib.contextmanager
