@@ -8,6 +8,7 @@ formats a model may not take (HEIC, WebP, BMP, TIFF, GIF) and downscales large i
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import pillow_heif
@@ -23,6 +24,12 @@ pillow_heif.register_heif_opener()
 Image.MAX_IMAGE_PIXELS = None
 
 _EXIF_ORIENTATION = 0x0112
+
+
+def _reason(error: Exception) -> str:
+    """Pillow's message without the in-memory file's repr it names ("cannot identify image
+    file <_io.BytesIO object at 0x7f…>"), which tells the caller nothing."""
+    return re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", str(error)) or type(error).__name__
 
 
 def prepare_image(data: bytes, *, max_side: int, max_pixels: int, name: str) -> PreparedImage:
@@ -54,7 +61,7 @@ def prepare_image(data: bytes, *, max_side: int, max_pixels: int, name: str) -> 
                 input=name,
             ) from error
         raise CorruptImage(
-            f"{name} claims to be {claimed} but cannot be decoded: {error}", input=name
+            f"{name} claims to be {claimed} but cannot be decoded: {_reason(error)}", input=name
         ) from error
 
     rotated = image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
