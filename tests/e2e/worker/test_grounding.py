@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from tests.conftest import Caller, Stack, wait_for_job
+from tests.sample_images import font
 
 TEMPLATE = 'Read the size: {"width": "Width", "height": "Height"}'
 SIZE = (480, 320)
@@ -23,14 +24,11 @@ def _printed_size() -> tuple[bytes, dict[str, tuple[float, float, float, float]]
     and where each line is drawn, as fractions of the image."""
     image = Image.new("RGB", SIZE, "white")
     draw = ImageDraw.Draw(image)
-    try:
-        font: Any = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 28)
-    except OSError:
-        font = ImageFont.load_default(size=28)
+    face = font(28)
     boxes = {}
     for y, text in ((60, "Width: 480 px"), (180, "Height: 320 px")):
-        draw.text((40, y), text, fill="black", font=font)
-        left, top, right, bottom = draw.textbbox((40, y), text, font=font)
+        draw.text((40, y), text, fill="black", font=face)
+        left, top, right, bottom = draw.textbbox((40, y), text, font=face)
         boxes[text] = (left / SIZE[0], top / SIZE[1], right / SIZE[0], bottom / SIZE[1])
     out = io.BytesIO()
     image.save(out, format="PNG")

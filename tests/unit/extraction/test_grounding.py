@@ -7,11 +7,12 @@ import io
 from collections.abc import Iterator
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from extraction.contract import PrintedLine
 from extraction.grounding import amounts_in, dates_in, ground
 from extraction.providers.local import LocalProvider
+from tests.sample_images import font
 
 WIDTH, HEIGHT = 900, 700
 # (x, y, text): where each line is drawn, in pixels.
@@ -33,22 +34,15 @@ FONT_SIZE = 30
 Box = tuple[float, float, float, float]
 
 
-def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    try:
-        return ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", FONT_SIZE)
-    except OSError:
-        return ImageFont.load_default(size=FONT_SIZE)
-
-
 def _receipt() -> tuple[bytes, dict[str, Box]]:
     """The PNG and each line's box as fractions of the image."""
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
-    font = _font()
+    face = font(FONT_SIZE)
     boxes = {}
     for x, y, text in RECEIPT:
-        draw.text((x, y), text, fill="black", font=font)
-        left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+        draw.text((x, y), text, fill="black", font=face)
+        left, top, right, bottom = draw.textbbox((x, y), text, font=face)
         boxes[text] = (left / WIDTH, top / HEIGHT, right / WIDTH, bottom / HEIGHT)
     out = io.BytesIO()
     image.save(out, format="PNG")

@@ -19,9 +19,9 @@ from extraction.engine.layout import build_page
 from extraction.engine.ocr import OcrLine, TextRecognizer
 from extraction.providers.local import LocalProvider
 from extraction.schema import ArraySpec, FieldSpec, ObjectSpec, parse_schema
+from tests.sample_images import printed_page
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 INVOICE_PROMPT = (
     "Please extract the information from the image using the following schema: "
@@ -31,23 +31,8 @@ INVOICE_PROMPT = (
 )
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    if SANS.exists():
-        return ImageFont.truetype(str(SANS), size)
-    return ImageFont.load_default(size=size)
-
-
-def _render(lines: list[tuple[int, int, str]], size: tuple[int, int] = (900, 640)) -> Image.Image:
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font = _font(28)
-    for x, y, text in lines:
-        draw.text((x, y), text, fill="black", font=font)
-    return image
-
-
 def _invoice() -> Image.Image:
-    return _render(
+    return printed_page(
         [
             (60, 40, "ACME TRADING LTD"),
             (60, 85, "12 Harbour Road, Springfield 40170"),
@@ -296,7 +281,7 @@ def test_real_receipts_give_json_with_exactly_the_schema_keys(provider: LocalPro
 def _order() -> Image.Image:
     """An advertising order: a date, a printed flight range, and three amounts of which
     the payable one is not the gross."""
-    return _render(
+    return printed_page(
         [
             (60, 40, "WXYZ-TV ORDER CONFIRMATION"),
             (60, 110, "Invoice Date: 03/20/20"),
@@ -332,7 +317,7 @@ def test_a_range_gives_its_first_date_to_the_start_and_its_second_to_the_end(
 
 
 def test_periods_and_stays_in_other_layouts_and_languages(recognizer: TextRecognizer) -> None:
-    page = _render(
+    page = printed_page(
         [
             (60, 40, "Hotel Seeblick GmbH"),
             (60, 110, "Zeitraum: 01.03.-31.03.2020"),

@@ -4,12 +4,12 @@ Every document here is rendered for the test and read by the real OCR."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from extraction.engine.document import extract_document
 from extraction.engine.layout import Page, build_page
@@ -23,21 +23,12 @@ from extraction.engine.values import (
     repair_company,
 )
 from extraction.grounding import ground
-
-SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-SANS_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+from tests.sample_images import font, printed_page
 
 RECEIPT_PROMPT = (
     '{"store": "Store name", "company": "Company legal name", "date": "Date", '
     '"total": "Total amount", "cash": "Cash tendered", "change": "Change"}'
 )
-
-
-def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    path = SANS_BOLD if bold else SANS
-    if path.exists():
-        return ImageFont.truetype(str(path), size)
-    return ImageFont.load_default(size=size)
 
 
 @dataclass(frozen=True)
@@ -55,8 +46,8 @@ class Receipt:
     def image(self) -> Image.Image:
         picture = Image.new("RGB", (760, 900), "white")
         draw = ImageDraw.Draw(picture)
-        draw.text((60, 30), self.logo, fill="black", font=_font(52, bold=True))
-        small = _font(26)
+        draw.text((60, 30), self.logo, fill="black", font=font(52, bold=True))
+        small = font(26)
         draw.text((60, 120), self.legal_name, fill="black", font=small)
         draw.text((60, 165), self.address, fill="black", font=small)
         draw.text((60, 240), self.date_line, fill="black", font=small)
@@ -235,8 +226,8 @@ def test_printed_ranges_whose_first_date_borrows_from_the_second() -> None:
 def test_a_month_name_range_on_a_page_fills_start_and_end(recognizer: TextRecognizer) -> None:
     picture = Image.new("RGB", (900, 300), "white")
     draw = ImageDraw.Draw(picture)
-    draw.text((60, 60), "Campaign: Spring Sale", fill="black", font=_font(28))
-    draw.text((60, 130), "Flight: March 2 - 8, 2020", fill="black", font=_font(28))
+    draw.text((60, 60), "Campaign: Spring Sale", fill="black", font=font(28))
+    draw.text((60, 130), "Flight: March 2 - 8, 2020", fill="black", font=font(28))
     prompt = '{"flight_start_date": "Flight start date", "flight_end_date": "Flight end date"}'
 
     result = extract_document(picture, prompt, recognizer=recognizer)
@@ -285,12 +276,8 @@ def test_a_page_scanned_sideways_or_upside_down_is_read_upright(
     assert turned_box == pytest.approx(_turned_box(upright_box, angle), abs=0.02)
 
 
-def _form(lines: list[tuple[int, int, str]]) -> Image.Image:
-    picture = Image.new("RGB", (1100, 420), "white")
-    draw = ImageDraw.Draw(picture)
-    for x, y, text in lines:
-        draw.text((x, y), text, fill="black", font=_font(24))
-    return picture
+# A form's boxes and labels, a little smaller than a receipt's print.
+_form = functools.partial(printed_page, size=(1100, 420), font_size=24)
 
 
 def test_forms_with_values_under_or_beside_their_labels(recognizer: TextRecognizer) -> None:
@@ -334,17 +321,18 @@ def test_a_gross_total_from_its_columns_totals_row_or_beside_a_net_total(
     recognizer: TextRecognizer,
 ) -> None:
     prompt = '{"gross_amount": "Gross total amount", "net_amount": "Net total amount"}'
-    picture = Image.new("RGB", (1200, 330), "white")
-    draw = ImageDraw.Draw(picture)
     rows = (
         ("Time Period", "# of Spots", "Gross Amount", "Agency Comm.", "Net Amount"),
         ("03/02/20 - 03/29/20", "8", "$1,200.00", "($180.00)", "$1,020.00"),
         ("03/30/20 - 04/26/20", "2", "$300.00", "($45.00)", "$255.00"),
         ("Totals", "10", "$1,500.00", "($225.00)", "$1,275.00"),
     )
-    for y, row in zip((40, 100, 150, 200), rows, strict=True):
-        for x, text in zip((40, 330, 500, 700, 900), row, strict=True):
-            draw.text((x, y), text, fill="black", font=_font(22))
+    cells = [
+        (x, y, text)
+        for y, row in zip((40, 100, 150, 200), rows, strict=True)
+        for x, text in zip((40, 330, 500, 700, 900), row, strict=True)
+    ]
+    picture = printed_page(cells, size=(1200, 330), font_size=22)
 
     # Each column's figure on its totals row, not the first period's.
     assert _extract(recognizer, picture, prompt) == {
@@ -387,10 +375,10 @@ def test_an_address_ends_where_the_contact_details_start(
 ) -> None:
     picture = Image.new("RGB", (760, 420), "white")
     draw = ImageDraw.Draw(picture)
-    draw.text((60, 40), "HARBOUR BOOKS LTD", fill="black", font=_font(30))
+    draw.text((60, 40), "HARBOUR BOOKS LTD", fill="black", font=font(30))
     for number, line in enumerate(lines):
-        draw.text((60, 100 + 45 * number), line, fill="black", font=_font(26))
-    draw.text((60, 340), "TOTAL 12.00", fill="black", font=_font(26))
+        draw.text((60, 100 + 45 * number), line, fill="black", font=font(26))
+    draw.text((60, 340), "TOTAL 12.00", fill="black", font=font(26))
 
     output = _extract(recognizer, picture, '{"address": "Merchant address"}')
 
