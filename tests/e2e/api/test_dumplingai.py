@@ -318,7 +318,8 @@ def test_wait_running_out_is_500_and_the_job_keeps_running(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(settings, "sync_wait", timedelta(seconds=0.5))
-    fake_model(latency=2)
+    # Longer than the wait, well inside the stack's 2 s model timeout (a 2 s answer raced it).
+    fake_model(latency=1)
     body = {"inputMethod": "base64", "images": [_b64(png_for(0))], "prompt": "x"}
     message = _error(caller.client.post(URL, json=body), 500)
     assert "keeps running" in message

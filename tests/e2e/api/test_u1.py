@@ -229,7 +229,8 @@ def test_wait_running_out_is_261101_and_the_job_keeps_running(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(settings, "sync_wait", timedelta(seconds=0.5))
-    fake_model(latency=2)
+    # Longer than the wait, well inside the stack's 2 s model timeout (a 2 s answer raced it).
+    fake_model(latency=1)
     response = _post(caller.client)
     message = _base_resp(response, 504, 261101)
     assert "keeps running" in message
