@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli import accounts, credits, database, extract, processes, server, submit
+from cli import accounts, credits, database, extract, health, processes, server, submit
 
 
 @click.group()
@@ -25,16 +25,23 @@ main.add_command(server.serve)
 main.add_command(extract.extract)
 main.add_command(submit.submit)
 main.add_command(submit.jobs)
+main.add_command(health.health)
 
 
 def run() -> None:
-    """Console entry point: our errors become one clear line and exit status 1."""
+    """Console entry point: our errors, and settings that cannot be read, become one clear
+    line and exit status 1."""
+    from pydantic_settings import SettingsError
+
     from core.errors import ImageExtractError
 
     try:
         main(standalone_mode=True)
     except ImageExtractError as error:
         click.echo(f"error: {error.message}", err=True)
+        sys.exit(1)
+    except SettingsError as error:
+        click.echo(f"error: {error}", err=True)
         sys.exit(1)
 
 

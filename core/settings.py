@@ -2,6 +2,11 @@
 
 The defaults give the embedded mode: SQLite and a filesystem broker under the data
 directory, and the ``local`` provider. Production sets the database and broker URLs.
+
+An empty variable means the setting is not set (docker-compose's ``${VAR:-}`` gives an empty
+string, and an empty API key would otherwise be sent as a key). Any setting can also be read
+from a file named by ``IMAGEEXTRACT_<NAME>_FILE`` (Docker secrets: ``/run/secrets/...``), so
+that secrets need not sit in the environment.
 """
 
 from __future__ import annotations
@@ -10,12 +15,19 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import AnyHttpUrl, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 MB = 1024 * 1024
+ENV_PREFIX = "IMAGEEXTRACT_"
 ProviderName = Literal["openai", "local"]
 PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
 
@@ -25,8 +37,46 @@ def default_data_dir() -> Path:
     return Path(base) / "imageextract"
 
 
+class SettingFiles(PydanticBaseSettingsSource):
+    """``IMAGEEXTRACT_<NAME>_FILE=/path``: the setting's value is that file's content, less a
+    trailing newline (how Docker secrets and most secret stores hand a value over)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            variable = f"{ENV_PREFIX}{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if os.environ.get(variable):
+                raise SettingsError(f"set {variable} or {variable}_FILE, not both")
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as error:
+                raise SettingsError(
+                    f"{variable}_FILE: cannot read {path}: {error.strerror}"
+                ) from error
+        return values
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IMAGEEXTRACT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A variable and its _FILE twin are never both set (SettingFiles refuses it), so
+        # their order here does not matter.
+        return (init_settings, env_settings, SettingFiles(settings_cls), dotenv_settings)
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
@@ -68,6 +118,10 @@ class Settings(BaseSettings):
     local_engine_threads: int | None = None
     # Images are downscaled so their longer side is at most this before the model sees them.
     max_image_side: int = 2048
+    # A document's pages sent to a remote model in one request, at most: servers cap the
+    # images per request (and a long document the context), so a longer one goes in chunks
+    # of this many pages whose answers are merged.
+    pdf_pages_per_request: int = Field(default=8, ge=1)
     # Decompression-bomb guard: refuse images with more pixels than this.
     max_image_pixels: int = 100_000_000
 
@@ -181,6 +235,11 @@ class Settings(BaseSettings):
         return -(-self.credits_per_image // 2)
 
     @property
+    def beat_heartbeat_path(self) -> Path:
+        """Touched by beat on every tick; its age is beat's health (worker/beat.py)."""
+        return self.data_dir / "beat-heartbeat"
+
+    @property
     def storage_dir(self) -> Path:
         return self.data_dir / "images"
 
@@ -212,4 +271,9 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; a value that does not fit its setting raises SettingsError,
+    which names the variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(f"invalid settings: {error}") from error

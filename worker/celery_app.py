@@ -20,6 +20,8 @@ app = celery_app
 logging.getLogger("httpx").setLevel(logging.WARNING)
 # A worker that cannot consume exits for its supervisor to restart it (see the module).
 app.steps["consumer"].add(ConsumerWatchdog)
+# Beat touches a heartbeat file on every tick, for its health check (worker/beat.py).
+app.conf.beat_scheduler = "worker.beat:HeartbeatScheduler"
 __all__ = ["app", "batches", "items", "jobs", "maintenance", "webhooks"]
 
 

@@ -46,6 +46,44 @@ def test_returns_content_and_usage(provider: OpenAIProvider) -> None:
     assert result.usage.completion_tokens > 0
 
 
+def test_an_empty_key_in_the_environment_means_no_key(
+    model_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docker-compose's ${IMAGEEXTRACT_OPENAI_API_KEY:-} is an empty string when no key is
+    # set, as for a vLLM or Ollama server; the SDK refuses an empty key outright.
+    monkeypatch.setenv("IMAGEEXTRACT_OPENAI_API_KEY", "")
+    settings = Settings(openai_base_url=f"{model_server}/v1", model_provider="openai")
+    assert settings.openai_api_key is None
+    provider = OpenAIProvider(settings)
+    try:
+        result = provider.extract(IMAGE, ExtractionRequest(prompt="Read", json_mode=True))
+    finally:
+        provider.close()
+    width, height = size_for(7)
+    assert json.loads(result.content) == {"width": width, "height": height}
+
+
+def test_a_setting_is_read_from_the_file_its_file_variable_names(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic_settings import SettingsError
+
+    secret = tmp_path / "openai_api_key"
+    secret.write_text("sk-from-a-file\n")
+    monkeypatch.delenv("IMAGEEXTRACT_OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("IMAGEEXTRACT_OPENAI_API_KEY_FILE", str(secret))
+    key = Settings().openai_api_key
+    assert key is not None
+    assert key.get_secret_value() == "sk-from-a-file"
+    monkeypatch.setenv("IMAGEEXTRACT_OPENAI_API_KEY", "sk-other")
+    with pytest.raises(SettingsError, match="not both"):
+        Settings()
+    monkeypatch.delenv("IMAGEEXTRACT_OPENAI_API_KEY")
+    monkeypatch.setenv("IMAGEEXTRACT_OPENAI_API_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="IMAGEEXTRACT_OPENAI_API_KEY_FILE: cannot read"):
+        Settings()
+
+
 def test_server_errors_are_retried_until_success(
     provider: OpenAIProvider, model_server: str, fake_model: Callable[..., Any]
 ) -> None:
