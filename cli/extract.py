@@ -1,4 +1,8 @@
-"""``imageextract extract``: the nightly batch from disk, in this process, no service."""
+"""``imageextract extract``: the nightly batch from disk, in this process, no service.
+
+It ends as ``submit`` does (cli/exit_status.py): 0 when every image succeeded, 2 when some
+or all failed (summed up by error code on stderr), 1 on an error.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from pathlib import Path
 
 import click
 
+from cli.exit_status import Command, UsageError, echo_failures, exit_for
 from core.settings import get_settings
 from extraction.contract import Scene
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("images", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--prompt", help="What to extract; may hold a JSON template.")
 @click.option(
@@ -61,7 +66,8 @@ def extract(
     """Extract from images on disk in this process: one JSON line per image.
 
     IMAGES are files or folders. Each line: {"id", "image", "output", "usage", "error"},
-    and with grounding "evidence".
+    and with grounding "evidence". Exit status: 0 when every image succeeded, 2 when some
+    failed (counted by error code on stderr), 1 on an error.
     """
     from extraction import batch as batch_extraction
     from extraction.providers.registry import create_provider
@@ -77,22 +83,22 @@ def extract(
         try:
             entries = batch_extraction.entries_from_manifest(manifest, prompt)
         except ValueError as error:
-            raise click.UsageError(str(error)) from error
+            raise UsageError(str(error)) from error
     elif images:
         if not prompt:
-            raise click.UsageError("give --prompt or --schema")
+            raise UsageError("give --prompt or --schema")
         entries = batch_extraction.entries_from_paths(images, prompt)
     else:
-        raise click.UsageError("give IMAGES or --manifest")
+        raise UsageError("give IMAGES or --manifest")
+    if not entries:
+        raise UsageError("no images found")
 
     if settings.local_engine_threads is None:
         # One process does all the work here, so the engine may use every core.
         settings = settings.model_copy(update={"local_engine_threads": os.cpu_count()})
     chosen = provider or settings.model_provider
     if mode == "batch" and chosen != "openai":
-        raise click.UsageError(
-            f"--mode batch needs a provider with a Batch API (openai), not {chosen}"
-        )
+        raise UsageError(f"--mode batch needs a provider with a Batch API (openai), not {chosen}")
     model = create_provider(chosen, settings)
     reader = None
     if grounding if grounding is not None else chosen == "local":
@@ -104,14 +110,14 @@ def extract(
             else LocalProvider(threads=settings.local_engine_threads).read
         )
     sink = out.open("w") if out is not None else sys.stdout
-    failed = 0
+    failures: list[tuple[str, str, str]] = []
     try:
         if mode == "batch":
             from extraction.batch_api import extract_through_batch_api
             from extraction.providers.openai import OpenAIProvider
 
             if not isinstance(model, OpenAIProvider):
-                raise click.UsageError("--mode batch needs the openai provider")
+                raise UsageError("--mode batch needs the openai provider")
             records = extract_through_batch_api(
                 model, settings, entries, json_mode=json_mode, scene=Scene(scene),
                 reader=reader, typed=typed,
@@ -128,11 +134,15 @@ def extract(
             show_pos=True, show_eta=True, hidden=not show_bar,
         ) as bar:  # fmt: skip
             for record in bar:
-                failed += record["error"] is not None
+                if record["error"] is not None:
+                    failures.append((str(record["id"]), str(record["error"]["code"]),
+                                     str(record["error"]["message"] or "")))  # fmt: skip
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
                 sink.flush()
     finally:
         model.close()
         if out is not None:
             sink.close()
-    click.echo(f"{len(entries) - failed} of {len(entries)} images extracted", err=True)
+    click.echo(f"{len(entries) - len(failures)} of {len(entries)} images extracted", err=True)
+    echo_failures(failures)
+    exit_for(bool(failures))

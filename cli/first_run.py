@@ -3,6 +3,7 @@ receipt, and a curl command that works as printed."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from db import accounts as accounts_repository
 from db.engine import unit_of_work
 
 LOCAL_ACCOUNT = "local"
+KEY_FILE = "api-key"
 LOCAL_CREDITS = 1_000_000
 SAMPLE_PROMPT = (
     'Extract {"company": "Company name", "date": "Date", "address": "Address", '
@@ -44,6 +46,25 @@ def ensure_local_account(factory: sessionmaker[Session]) -> str | None:
             return None
         accounts_service.create_account(session, LOCAL_ACCOUNT, LOCAL_CREDITS)
         return accounts_service.create_key(session, LOCAL_ACCOUNT).secret
+
+
+def save_key(path: Path, key: str) -> None:
+    """Write the key to ``path``, readable and writable by its owner only.
+
+    The file is created with mode 0600 (a new file under another name, then renamed over
+    ``path``), so the key is never in a file others can read, not even for a moment, and a
+    file left by an earlier data dir, whatever its mode, is replaced rather than reused.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.unlink(missing_ok=True)  # left by a crash of an earlier process of this pid
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(key + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def write_sample_receipt(path: Path) -> Path:

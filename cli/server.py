@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cli.processes import beat_command, worker_command
+from cli.processes import beat_command, log_level_option, worker_command
 from cli.session import session_factory
 from cli.supervisor import Supervisor
 from core.settings import get_settings
@@ -55,11 +55,14 @@ def _run_api(host: str, port: int, **options: Any) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@log_level_option("warning")
+def serve(host: str, port: int, log_level: str) -> None:
     """Run the whole service on this machine: migrations, workers, beat and the API.
 
     Workers and beat are restarted when they exit (a worker whose broker connection could
-    not be re-established exits on purpose); Ctrl-C or SIGTERM stops them all.
+    not be re-established exits on purpose); Ctrl-C or SIGTERM stops them all. They and
+    the API print problems only unless --log-level says more, so that what serve says at
+    start (the API key, the first time) stays on screen.
     """
     from cli import first_run
     from db import migrate as db_migrate
@@ -69,16 +72,26 @@ def serve(host: str, port: int) -> None:
     storage = require_storage()
     db_migrate.upgrade(settings.resolved_database_url)
     key = first_run.ensure_local_account(session_factory(settings))
+    key_file = settings.data_dir / first_run.KEY_FILE
     sample = first_run.write_sample_receipt(settings.data_dir / "sample-receipt.png")
     base_url = f"http://{host}:{port}"
     click.echo(f"imageextract on {base_url}  (data: {settings.data_dir}, images: {storage}, "
                f"model: {settings.model_provider})")  # fmt: skip
     if key is not None:
-        click.echo("\nYour API key, shown once (make more: imageextract keys create local):")
-        click.echo(f"  {key}\n\nTry it:\n  {first_run.curl_example(base_url, key, sample)}\n")
+        click.echo("\nYour API key (make more: imageextract keys create local):")
+        click.echo(f"  {key}")
+        try:
+            first_run.save_key(key_file, key)
+        except OSError as error:
+            # The account exists now: a key not saved must at least have been printed.
+            click.echo(f"Not saved ({error}): copy it now, it is not shown again.")
+        else:
+            click.echo(f"Saved in {key_file} (readable only by you).")
+        click.echo(f"\nTry it:\n  {first_run.curl_example(base_url, key, sample)}\n")
         click.echo(f"Or open {base_url}/ in a browser and sign in with the key.\n")
     else:
-        click.echo(f"Sample receipt: {sample}; the key was printed at first start.")
+        kept = f" and is in {key_file}" if key_file.exists() else ""
+        click.echo(f"Sample receipt: {sample}; the key was printed at first start{kept}.")
         click.echo(f"The web page: {base_url}/")
     cores = os.cpu_count() or 1
     # Webhook payloads link to results: unless told otherwise, to where this API listens.
@@ -87,14 +100,17 @@ def serve(host: str, port: int) -> None:
     supervisor = Supervisor(env=env, report=lambda line: click.echo(f"serve: {line}", err=True))
     supervisor.start(
         "worker io",
-        worker_command(["default", "model"], "threads", settings.worker_threads, "io@%h"),
+        worker_command(
+            ["default", "model"], "threads", settings.worker_threads, "io@%h", log_level
+        ),
     )
-    supervisor.start("worker cpu", worker_command(["cpu"], "prefork", cores, "cpu@%h"))
-    supervisor.start("beat", beat_command(settings))
+    supervisor.start("worker cpu", worker_command(["cpu"], "prefork", cores, "cpu@%h", log_level))
+    supervisor.start("beat", beat_command(settings, log_level))
     # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the
     # finally below stop the workers, where the default action would kill us first.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        _run_api(host, port)
+        # uvicorn's access log is at INFO too: one line per request unless asked for.
+        _run_api(host, port, log_level=log_level)
     finally:
         supervisor.stop()

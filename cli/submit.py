@@ -5,8 +5,8 @@ scans (through the SDK, ``imageextract.Client``).
 each with an Idempotency-Key made from the inputs and the chunk (the same command run again
 after a crash gets the jobs it already made, and pays nothing twice), shows a progress bar
 per phase (upload bytes, images done), writes every result as its job ends, in input order,
-and sums up. Exit status: 0 when every image succeeded, 2 when some failed (listed), 1 on
-an error.
+and sums up (the credits charged count only the jobs this run made). Exit status: 0 when
+every image succeeded, 2 when some failed (listed), 1 on an error.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import click
 
 from api.results_csv import CsvResults
+from cli.exit_status import Command, UsageError, echo_failures, exit_for
 from cli.progress import Phase
 from extraction.batch import BatchEntry, entries_from_manifest, entries_from_paths
 from imageextract import APIError, Client, Job
@@ -32,22 +33,6 @@ from imageextract.requests import prompt_with_schema
 
 # Room kept under the job byte limit for part headers and fields.
 PART_OVERHEAD = 512
-
-
-class UsageError(click.UsageError):
-    """A usage error exits 1 here, as every error does: 2 means that some images failed."""
-
-    exit_code = 1
-
-
-class _Command(click.Command):
-    """Options that do not parse (click's usage errors) exit 1 as well."""
-
-    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        try:
-            return super().make_context(*args, **kwargs)
-        except click.UsageError as error:
-            raise UsageError(error.message, error.ctx) from error
 
 
 @dataclass
@@ -59,6 +44,8 @@ class Chunk:
     size: int = 0
     key: str = ""
     job: Job | None = None
+    # The Idempotency-Key found a job an earlier run made (and was charged for).
+    existed: bool = False
     written: bool = False
 
 
@@ -153,7 +140,7 @@ def _write_refused(sink: _Sink, entries: list[BatchEntry], refused: dict[int, di
                         "status": "failed", "error": refused.pop(position)})  # fmt: skip
 
 
-@click.command(cls=_Command)
+@click.command(cls=Command)
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='JSON Lines: {"id"?, "image", "prompt"?} per line.')  # fmt: skip
@@ -217,7 +204,7 @@ def submit(
     except APIError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
-    sys.exit(2 if failed else 0)
+    exit_for(failed)
 
 
 def _submit(
@@ -239,11 +226,17 @@ def _submit(
         limits = client.account.get().limits
         chunks, refused = _plan(entries, limits, identity, options)
         click.echo(f"{len(entries)} images in {len(chunks)} jobs", err=True)
+        mark = _newest_ledger_entry(client)
         _upload(client, entries, chunks, options)
+        _mark_jobs_that_existed(client, chunks, mark)
         if not wait:
             for chunk in chunks:
                 assert chunk.job is not None  # noqa: S101
                 click.echo(f"{chunk.job.id}\t{chunk.job.status}\t{len(chunk.positions)} images")
+            existed = sum(chunk.existed for chunk in chunks)
+            if existed:
+                click.echo(f"{existed} of {_job_count(len(chunks))} already existed, sent by an "
+                           "earlier run (not charged again)", err=True)  # fmt: skip
             return bool(refused)
         with ExitStack() as files:
             jsonl: TextIO | None = None
@@ -284,6 +277,41 @@ def _upload(
     phase.finish()
 
 
+def _ledger(client: Client, page_size: int) -> Iterator[dict[str, Any]]:
+    """The account's credit movements, newest first, as the API gives them. (Read here as
+    JSON: the SDK's ``account.ledger()`` cannot read the entries' ``id``.)"""
+    params: dict[str, Any] = {"limit": page_size}
+    while True:
+        page = client.request("GET", "/v1/account/ledger", params=params).json()
+        yield from page["entries"]
+        if not page.get("next_cursor"):
+            return
+        params["cursor"] = page["next_cursor"]
+
+
+def _newest_ledger_entry(client: Client) -> str | None:
+    """The account's newest credit movement, before this run sends anything."""
+    return next((str(entry["id"]) for entry in _ledger(client, 1)), None)
+
+
+def _mark_jobs_that_existed(client: Client, chunks: list[Chunk], mark: str | None) -> None:
+    """Tell the jobs this run made from those its Idempotency-Keys found made already.
+
+    The server answers both alike, so the credit ledger tells: a job made now has its
+    reservation among the movements since ``mark``; one found again was reserved before.
+    (The ledger's order is that of its rows, where the jobs' times may be whole seconds.)
+    """
+    reserved_now: set[str] = set()
+    for entry in _ledger(client, 500):
+        if str(entry["id"]) == mark:
+            break
+        if entry["kind"] == "reserve" and entry.get("job_id"):
+            reserved_now.add(str(entry["job_id"]))
+    for chunk in chunks:
+        assert chunk.job is not None  # noqa: S101 — marked once sent
+        chunk.existed = chunk.job.id not in reserved_now
+
+
 def _follow(
     entries: list[BatchEntry],
     chunks: list[Chunk],
@@ -319,18 +347,27 @@ def _follow(
     phase.finish()
 
 
+def _job_count(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
+
+
 def _summary(chunks: list[Chunk], sink: _Sink) -> None:
+    """What the images came to, and what this run charged: nothing for the jobs an earlier
+    run made (found again by their Idempotency-Keys), which are said apart."""
     succeeded = sink.by_status["succeeded"]
     images = sum(sink.by_status.values())
-    credits = sum(chunk.job.data.credits.captured for chunk in chunks if chunk.job is not None)
-    click.echo(f"{succeeded} of {images} images succeeded; {credits} credits charged "
-               f"over {len(chunks)} jobs", err=True)  # fmt: skip
-    if sink.failures:
-        by_code = Counter(code for _id, code, _message in sink.failures)
-        click.echo("failed: " + ", ".join(f"{n} {code}" for code, n in by_code.most_common()),
-                   err=True)  # fmt: skip
-        for entry_id, code, message in sink.failures:
-            click.echo(f"  {entry_id}: {code}: {message}", err=True)
+    jobs = [chunk.job for chunk in chunks if chunk.job is not None and not chunk.existed]
+    found = [chunk.job for chunk in chunks if chunk.job is not None and chunk.existed]
+    charged = sum(job.data.credits.captured for job in jobs)
+    line = f"{succeeded} of {images} images succeeded; {charged} credits charged"
+    if jobs:
+        line += f" over {_job_count(len(jobs))}"
+    if found:
+        earlier = sum(job.data.credits.captured for job in found)
+        line += (f"; {_job_count(len(found))} already existed, sent by an earlier run "
+                 f"({earlier} credits charged then)")  # fmt: skip
+    click.echo(line, err=True)
+    echo_failures(sink.failures)
 
 
 @click.group()

@@ -72,6 +72,12 @@ class Channel(filesystem.Channel):
 class Transport(filesystem.Transport):
     Channel = Channel
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        # Folders have no host. kombu's default of "localhost" has every connection warn
+        # "No hostname was supplied", the only line a quiet worker printed.
+        return {}
+
 
 # For Celery's ``broker_transport`` setting.
 TRANSPORT = f"{__name__}:Transport"

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class RateLimitOut(BaseModel):
@@ -40,8 +40,9 @@ class AccountOut(BaseModel):
 class LedgerEntryOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    # The entry's public id: the row id counts every account's entries.
-    id: uuid.UUID = Field(validation_alias="public_id")
+    # The entry's public id: the row id counts every account's entries. Read from the row
+    # (public_id) on the server, from the JSON (id) in the SDK.
+    id: uuid.UUID = Field(validation_alias=AliasChoices("public_id", "id"))
     kind: Literal["grant", "reserve", "capture", "refund"]
     amount: int
     delta: int = Field(description="Effect on the balance: grant +, reserve -, refund +, capture 0")

@@ -61,6 +61,8 @@ def test_the_sdk_submits_waits_and_reads_results(
     assert [item.parsed for item in results] == [_expected(i) for i in range(3)]
     assert [item.index for item in job.items(status="succeeded", page_size=2)] == [0, 1, 2]
     assert client.account.balance() == before - job.data.credits.captured
+    charged = [entry for entry in client.account.ledger() if entry.job_id == job.data.id]
+    assert sorted(entry.kind for entry in charged) == ["capture", "reserve"]
     # URLs go as JSON for the server to fetch.
     by_url = client.jobs.create(images=[f"{image_server}/img/4.png"], prompt="Size?")
     assert by_url.wait(timeout=60, poll_interval=0.2).status == "succeeded"
@@ -138,9 +140,22 @@ def _submit(*args: str, key: str, url: str, **kwargs: Any) -> subprocess.Complet
     )  # fmt: skip
 
 
-def _reserves(caller: Caller) -> list[dict[str, Any]]:
+def _ledger(caller: Caller, kind: str) -> list[dict[str, Any]]:
     entries = caller.client.get("/v1/account/ledger", params={"limit": 500}).json()["entries"]
-    return [entry for entry in entries if entry["kind"] == "reserve"]
+    return [entry for entry in entries if entry["kind"] == kind]
+
+
+def _reserves(caller: Caller) -> list[dict[str, Any]]:
+    return _ledger(caller, "reserve")
+
+
+def _charged(caller: Caller, job_ids: set[str] | None = None) -> int:
+    """Credits captured for the jobs (all of the account's when None)."""
+    return sum(
+        entry["amount"]
+        for entry in _ledger(caller, "capture")
+        if job_ids is None or entry["job_id"] in job_ids
+    )
 
 
 def test_submit_splits_by_the_servers_limits_writes_in_input_order_and_resumes_for_free(
@@ -160,11 +175,25 @@ def test_submit_splits_by_the_servers_limits_writes_in_input_order_and_resumes_f
     assert len({line["job_id"] for line in lines}) == 3
     reserves = _reserves(caller)
     assert len(reserves) == 3
-    # Again: the same jobs, found by their Idempotency-Keys; nothing charged twice.
+    charged = _charged(caller)
+    assert charged > 0
+    assert f"7 of 7 images succeeded; {charged} credits charged over 3 jobs\n" in done.stderr
+    # Again: the same jobs, found by their Idempotency-Keys; nothing charged twice, and
+    # the summary says that this run charged nothing.
     again = _submit(*args, key=caller.key, url=url)
     assert again.returncode == 0, again.stderr
     assert out.read_text().splitlines() == [json.dumps(line) for line in lines]
     assert _reserves(caller) == reserves
+    assert (
+        "7 of 7 images succeeded; 0 credits charged; 3 jobs already existed, sent by an "
+        f"earlier run ({charged} credits charged then)\n"
+    ) in again.stderr
+    # Without waiting, the same is said of the jobs.
+    listed = _submit(*args, "--no-wait", key=caller.key, url=url)
+    assert listed.returncode == 0, listed.stderr
+    assert "3 of 3 jobs already existed, sent by an earlier run (not charged again)" in (
+        listed.stderr
+    )
 
 
 def _template(tmp_path: Path) -> Path:
@@ -241,6 +270,10 @@ def test_submit_killed_halfway_through_the_upload_and_run_again_charges_each_ima
             break
     process.wait(30)
     assert process.returncode == -signal.SIGKILL, "".join(seen)
+    # The first job was made (its answer came before the second's upload began); the
+    # second was cut off.
+    first = {entry["job_id"] for entry in _reserves(caller)}
+    assert len(first) == 1
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -252,6 +285,13 @@ def test_submit_killed_halfway_through_the_upload_and_run_again_charges_each_ima
     assert sorted(entry["job_id"] for entry in reserves) == sorted(
         {line["job_id"] for line in lines}
     )
+    # This run charged the two jobs it made, and says the first was there already.
+    made = {entry["job_id"] for entry in reserves} - first
+    assert (
+        f"12 of 12 images succeeded; {_charged(caller, made)} credits charged over 2 jobs; "
+        f"1 job already existed, sent by an earlier run ({_charged(caller, first)} credits "
+        "charged then)\n"
+    ) in done.stderr
 
 
 def test_submit_draws_a_progress_bar_per_phase_on_a_terminal(

@@ -6,14 +6,17 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests import stack
+from tests.sample_images import png_for
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
@@ -25,9 +28,11 @@ def _embedded_env(data_dir: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def _start(data_dir: Path, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
+def _start(
+    data_dir: Path, port: int, log: Path, *options: str, **settings: str
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli", "serve", "--port", str(port), *options],
         env=_embedded_env(data_dir, **settings), stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     stack.wait_for_port(port, timeout=60)
@@ -48,6 +53,15 @@ def _io_worker_of(pid: int) -> int | None:
         if b"io@%h" in command:
             return child
     return None
+
+
+def _remote_model(model_server: str) -> dict[str, str]:
+    """Settings for the fake model: no local engine to load, so serve is up in seconds."""
+    return {
+        "model_provider": "openai",
+        "openai_base_url": f"{model_server}/v1",
+        "openai_api_key": "sk-test",
+    }
 
 
 def _io_worker_ready(log: Path) -> int:
@@ -121,6 +135,84 @@ def test_serve_prints_a_key_and_a_curl_that_works_as_printed(tmp_path: Path) -> 
         _stop(process)
 
 
+# A line of a Celery worker or beat, or of uvicorn, as they log: "[2026-…: INFO/MainProcess] …",
+# "INFO:     Uvicorn running on …"
+_LOGGED_LINE = re.compile(r"^(\[\d{4}-\d\d-\d\d [^]]*: [A-Z]+/|(INFO|WARNING|ERROR):\s)")
+_ROOT_WARNING = re.compile(
+    r"^\S*celery/platforms\.py:\d+: SecurityWarning: You're running the worker with superuser"
+    r".*?^  _warn_or_raise_security_error\(.*?\n",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+@pytest.mark.timeout(180)
+def test_serve_keeps_quiet_while_it_works_and_keeps_the_key_in_a_file_only_its_owner_reads(
+    tmp_path: Path, model_server: str
+) -> None:
+    """The key printed at first start stays on screen: nothing else is printed while jobs
+    run and beat queues upkeep (every second here, each round once a few lines of beat
+    and of a worker). The key is also kept in a file that only its owner can read."""
+    port = stack.free_port()
+    log = tmp_path / "serve.log"
+    data = tmp_path / "data"
+    process = _start(data, port, log, **_remote_model(model_server), maintenance_interval="PT1S")
+    try:
+        key_file = data / "api-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        key = key_file.read_text().strip()
+        assert key.startswith("iek_")
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/jobs", params={"wait": 60},
+            headers={"Authorization": f"Bearer {key}"},
+            files={"images": ("a.png", png_for(3), "image/png")}, data={"prompt": "Size?"},
+            timeout=90,
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["results"][0]["content"] == "An image of 19x16 pixels."
+        # Five rounds of upkeep: what beat and the workers would say about them is printed
+        # by now if it ever is. (A window to watch, not a wait for work.)
+        watched_until = time.monotonic() + 5
+        while time.monotonic() < watched_until:
+            time.sleep(0.5)
+        printed = log.read_text()
+    finally:
+        _stop(process)
+    if os.geteuid() == 0:
+        # Where the tests run as root, each worker warns about it once as it starts (a
+        # warning, so shown; a user's serve need not run as root).
+        printed = _ROOT_WARNING.sub("", printed)
+    lines = [line for line in printed.splitlines() if line.strip()]
+    assert f"  {key}" in lines
+    assert f"Saved in {key_file} (readable only by you)." in lines
+    assert not [line for line in lines if _LOGGED_LINE.match(line)], printed
+    # The greeting (address, key, where it is kept, a curl of five lines, the web page)
+    # is all there is, its last line still the last one.
+    assert len(lines) <= 12, printed
+    assert lines[-1].startswith("Or open http://"), printed
+
+
+@pytest.mark.timeout(120)
+def test_serve_with_log_level_info_shows_what_beat_the_workers_and_the_api_do(
+    tmp_path: Path,
+) -> None:
+    port = stack.free_port()
+    log = tmp_path / "serve.log"
+    process = _start(tmp_path / "data", port, log, "--log-level", "info",
+                     model_provider="openai", maintenance_interval="PT1S")  # fmt: skip
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).raise_for_status()
+        deadline = time.monotonic() + 60
+        while (
+            log.read_text().count("Scheduler: Sending due task") < 2
+            or _io_worker_ready(log) < 1
+            or '"GET /healthz HTTP/1.1" 200' not in log.read_text()
+        ):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        _stop(process)
+
+
 def _kill_the_io_worker_and_wait_for_its_restart(
     process: subprocess.Popen[bytes], log: Path
 ) -> int:
@@ -144,8 +236,9 @@ def test_serve_starts_a_worker_again_when_it_dies_and_stops_all_on_sigterm(
 ) -> None:
     port = stack.free_port()
     log = tmp_path / "serve.log"
-    # A remote model: the cpu worker need not load the local engine's models.
-    process = _start(tmp_path / "data", port, log, model_provider="openai")
+    # A remote model: the cpu worker need not load the local engine's models. At info
+    # level, to see the workers say that they are ready.
+    process = _start(tmp_path / "data", port, log, "--log-level", "info", model_provider="openai")
     try:
         first = _kill_the_io_worker_and_wait_for_its_restart(process, log)
         assert _io_worker_of(process.pid) not in (None, first)
@@ -184,7 +277,7 @@ def test_serve_killed_by_sigkill_leaves_no_process_behind(tmp_path: Path) -> Non
     die with it, also a worker it restarted, or a second serve would run two beats."""
     port = stack.free_port()
     log = tmp_path / "serve.log"
-    process = _start(tmp_path / "data", port, log, model_provider="openai")
+    process = _start(tmp_path / "data", port, log, "--log-level", "info", model_provider="openai")
     try:
         # Restarted workers are started by another thread of serve than the first ones.
         _kill_the_io_worker_and_wait_for_its_restart(process, log)

@@ -46,8 +46,11 @@ def test_extract_a_folder_to_json_lines_with_errors_per_image(tmp_path: Path) ->
     out = tmp_path / "out.jsonl"
     done = _run(str(folder), "--prompt", '{"invoice_no": "Invoice Number", "total": "Total"}',
                 "--json", "--out", str(out))  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    # Some images failed: exit status 2, and which ones, by code, on stderr.
+    assert done.returncode == 2, done.stderr
     assert "2 of 3 images extracted" in done.stderr
+    assert "failed: 1 corrupt_image" in done.stderr
+    assert "  c: corrupt_image: " in done.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["id"] for row in rows] == ["a", "b", "c"]
     assert rows[0]["output"] == {"invoice_no": "INV-1001", "total": "45.60"}
@@ -105,7 +108,7 @@ def test_extract_from_a_manifest_with_per_line_prompts_and_a_schema_file(tmp_pat
 def test_extract_without_a_prompt_is_a_usage_error(tmp_path: Path) -> None:
     image = _invoice(tmp_path / "a.png", "1", "1.00")
     done = _run(str(image))
-    assert done.returncode == 2
+    assert done.returncode == 1  # 2 would say that images failed
     assert "give --prompt or --schema" in done.stderr
 
 
@@ -131,9 +134,10 @@ def test_extract_through_the_batch_api_in_input_order_failed_lines_run_live(
     }
     done = _run(str(folder), "--prompt", '{"width": "Width", "height": "Height"}', "--json",
                 "--mode", "batch", "--out", str(out), env=env)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 2, done.stderr
     assert "5 images sent in 2 provider batches" in done.stderr
     assert "5 of 6 images extracted" in done.stderr
+    assert "failed: 1 corrupt_image" in done.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["id"] for row in rows] == ["0", "1", "2", "3", "4", "9-broken"]
     for index, row in enumerate(rows[:5]):
@@ -152,8 +156,33 @@ def test_extract_through_the_batch_api_in_input_order_failed_lines_run_live(
 def test_extract_in_batch_mode_needs_the_openai_provider(tmp_path: Path) -> None:
     image = _invoice(tmp_path / "a.png", "1", "1.00")
     done = _run(str(image), "--prompt", "x", "--mode", "batch", "--provider", "local")
-    assert done.returncode == 2
+    # An error, not images that failed: 1, as submit.
+    assert done.returncode == 1
     assert "Batch API" in done.stderr
+
+
+def test_extract_exits_2_when_every_image_failed_0_when_all_succeeded_1_on_a_bad_option(
+    tmp_path: Path,
+) -> None:
+    """A script running the nightly batch can tell a night that produced nothing."""
+    broken = tmp_path / "scan.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    failed = _run(str(broken), "--prompt", "Total?")
+    assert failed.returncode == 2, failed.stderr
+    assert "0 of 1 images extracted" in failed.stderr
+    assert "failed: 1 corrupt_image" in failed.stderr
+    assert json.loads(failed.stdout)["error"]["code"] == "corrupt_image"
+
+    good = _invoice(tmp_path / "a.png", "INV-1001", "45.60")
+    done = _run(str(good), "--prompt", '{"total": "Total"}', "--json")
+    assert done.returncode == 0, done.stderr
+    assert "1 of 1 images extracted" in done.stderr
+    assert "failed:" not in done.stderr
+    assert json.loads(done.stdout)["output"] == {"total": "45.60"}
+
+    wrong = _run(str(good), "--prompt", "Total?", "--scene", "no-such-scene")
+    assert wrong.returncode == 1
+    assert "no-such-scene" in wrong.stderr
 
 
 def test_extract_in_batch_mode_keeps_a_failed_lines_error_when_told_not_to_run_it_live(
@@ -171,7 +200,8 @@ def test_extract_in_batch_mode_keeps_a_failed_lines_error_when_told_not_to_run_i
     }
     done = _run(str(tmp_path / "0.png"), str(tmp_path / "1.png"), "--prompt", "Size?",
                 "--provider", "openai", "--mode", "batch", "--out", str(out), env=env)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "failed: 1 upstream_error" in done.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     errors = [row["error"] for row in rows if row["error"] is not None]
     assert len(errors) == 1
