@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from api import problems
 from api.dependencies import AppState
 from api.rate_limiting import RateLimitHeadersMiddleware
-from api.routes import account, dumplingai, health, jobs, u1, web, webhooks
+from api.routes import account, docs, dumplingai, health, jobs, u1, web, webhooks
 from core import broker
 from core.rate_limits import create_rate_limiter
 from core.settings import Settings, get_settings
@@ -23,6 +23,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="imageextract",
         version="0.1.0",
         description="Turn images plus a prompt into structured data.",
+        # FastAPI's own pages load Swagger UI and ReDoc from a CDN; api/routes/docs.py serves
+        # Swagger UI from this server instead, and ReDoc is not offered.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.imageextract = AppState(
         settings=settings,
@@ -39,4 +43,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dumplingai.router)
     app.include_router(webhooks.router)
     app.include_router(web.router)
+    app.include_router(docs.router)
     return app

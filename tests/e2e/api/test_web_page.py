@@ -42,6 +42,9 @@ def browser() -> Iterator[WebDriver]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
                      "--disable-dev-shm-usage"):  # fmt: skip
         options.add_argument(argument)
+    # No network beyond loopback, as on a machine offline: every other host goes through a
+    # proxy that is not there (the discard port); chromium never sends loopback to a proxy.
+    options.add_argument("--proxy-server=http://127.0.0.1:9")
     with webdriver.Chrome(options=options, service=webdriver.ChromeService(driver)) as chrome:
         yield chrome
 
@@ -187,3 +190,16 @@ def test_the_page_is_readable_at_360_px_and_forbids_other_scripts(
     assert width <= 360
     _shot(browser, "playground-360px", tmp_path)
     browser.set_window_size(1280, 900)
+
+
+def test_the_api_docs_render_with_no_other_host(browser: WebDriver, api_url: str) -> None:
+    browser.get(f"{api_url}/docs")
+    operation = _wait("the operations listed", lambda: browser.find_element(
+        By.CSS_SELECTOR, ".opblock"))  # fmt: skip
+    assert "/v1/jobs" in browser.find_element(By.ID, "swagger-ui").text
+    # Swagger UI's stylesheet came too: the operations are drawn as boxes.
+    assert operation.value_of_css_property("border-style") == "solid"
+    origins = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)"
+    )
+    assert set(origins) == {api_url}
