@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from api import problems
 from api.dependencies import AppState
 from api.rate_limiting import RateLimitHeadersMiddleware
-from api.routes import account, docs, dumplingai, health, jobs, u1, web, webhooks
+from api.routes import account, docs, dumplingai, health, jobs, previews, u1, web, webhooks
 from core import broker
 from core.rate_limits import create_rate_limiter
 from core.settings import Settings, get_settings
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(previews.router)
     app.include_router(account.router)
     app.include_router(u1.router)
     app.include_router(dumplingai.router)

@@ -15,6 +15,7 @@ import binascii
 import dataclasses
 import hashlib
 import re
+import unicodedata
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from api.json_body import JsonObjectReader, size_text
+from core import url_guard
 from core.errors import (
     CorruptImage,
     FieldTooLarge,
@@ -37,10 +39,18 @@ from core.errors import (
     TooManyImages,
     UnsupportedImageFormat,
 )
-from core.image_formats import SNIFF_BYTES, SUPPORTED_FORMATS, ImageFormat, sniff
+from core.image_formats import (
+    HEADER_BYTES,
+    SNIFF_BYTES,
+    SUPPORTED_FORMATS,
+    ImageFormat,
+    declared_size,
+    sniff,
+)
 from core.jobs import StagedImage
 from core.settings import MB, Settings
 from core.storage import ImageStore, key_for
+from extraction.pdf import PDF_MEDIA_TYPE, count_pages, is_pdf
 
 MAX_URL_CHARS = 4096
 # "data:image/png;base64," and the like, before an image's base64.
@@ -52,6 +62,28 @@ _WHITESPACE = b" \t\n\r\x0b\x0c"
 
 def _label(index: int, name: str | None) -> str:
     return f"images[{index}]" + (f" ({name})" if name else "")
+
+
+# Characters that reorder the text around them: a name such as "invoice\u202egnp.exe"
+# shows as "invoiceexe.png" in results, CSV files and web pages.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f"  # Arabic letter mark, left-to-right and right-to-left marks
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # embeddings, overrides, isolates
+)
+
+
+def _check_file_name(index: int, name: str) -> None:
+    """Refuse a file name with a control character (NUL cannot even be stored) or a
+    bidirectional override: they are refused, not cleaned, so that the name in the results
+    is always the one the client sent."""
+    for char in name:
+        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+            kind = "bidirectional control" if char in _BIDI_CONTROLS else "control"
+            raise InvalidRequest(
+                f"images[{index}]: the file name {name[:200]!r} contains the {kind} character "
+                f"U+{ord(char):04X}; rename the file",
+                input=f"images[{index}]",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +100,8 @@ class IntakeRules:
     # DumplingAI promises that any other format Pillow decodes is converted to PNG. Here
     # their header is read (format, size: never pixels); the worker decodes and converts.
     other_pillow_formats: bool = False
+    # PDFs (and their pages) are ours: the compatible APIs keep their documented formats.
+    documents: bool = True
 
     def formats_text(self) -> str:
         chosen = self.formats or frozenset(SUPPORTED_FORMATS)
@@ -85,6 +119,8 @@ class ImageWriter:
         self.key = key_for(intake.job_id, index)
         self.size = 0
         self.head = b""
+        # The first HEADER_BYTES, where the header gives the image's size.
+        self.header = bytearray()
         self.digest = hashlib.sha256()
         self.upload = intake.store.open_for_write(self.key)
 
@@ -110,6 +146,8 @@ class ImageWriter:
             )
         if len(self.head) < SNIFF_BYTES:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
+        if len(self.header) < HEADER_BYTES:
+            self.header += chunk[: HEADER_BYTES - len(self.header)]
         self.digest.update(chunk)
         self.upload.write(chunk)
 
@@ -129,6 +167,10 @@ class ImageWriter:
             raise CorruptImage(f"{self.label} is empty (0 bytes)", input=where)
         rules = self.intake.rules
         fmt = sniff(self.head)
+        if fmt is None and rules.documents and is_pdf(self.head):
+            # Its pages are counted once it is stored (count_document_pages).
+            self.intake.documents.append(self.index)
+            return self._staged(PDF_MEDIA_TYPE)
         if fmt is None and not rules.other_pillow_formats:
             raise UnsupportedImageFormat(
                 f"{self.label} is not an image format we read ({rules.formats_text()})",
@@ -141,6 +183,24 @@ class ImageWriter:
             )
         if fmt is None:
             self.intake.to_identify.append(self.index)
+        else:
+            self._check_pixels(fmt)
+        return self._staged(fmt.media_type if fmt is not None else None)
+
+    def _check_pixels(self, fmt: ImageFormat) -> None:
+        """Refuse an image whose header claims more pixels than the limit, before anything
+        is charged (the worker checks again as it decodes, also what this cannot read)."""
+        size = declared_size(fmt, bytes(self.header))
+        self.header = bytearray()
+        limit = self.intake.settings.max_image_pixels
+        if size is not None and size[0] * size[1] > limit:
+            raise ImageTooLarge(
+                f"{self.label} is {size[0]}x{size[1]} pixels, more than the limit of "
+                f"{limit} pixels",
+                input=f"images[{self.index}]",
+            )
+
+    def _staged(self, media_type: str | None) -> StagedImage:
         return StagedImage(
             index=self.index,
             source_kind=self.source_kind,
@@ -148,7 +208,7 @@ class ImageWriter:
             storage_key=self.key,
             byte_size=self.size,
             sha256=self.digest.hexdigest(),
-            media_type=fmt.media_type if fmt is not None else None,
+            media_type=media_type,
         )
 
     def abort(self) -> None:
@@ -235,6 +295,8 @@ class JobIntake:
         self.images: list[StagedImage] = []
         # Indexes of images in formats sniff() does not know, for identify_other_formats().
         self.to_identify: list[int] = []
+        # Indexes of PDFs, for count_document_pages().
+        self.documents: list[int] = []
         self.total_bytes = 0
         self._open: ImageWriter | None = None
         self.uploads: list[Future[None]] = []
@@ -250,7 +312,10 @@ class JobIntake:
         return index
 
     def begin_image(self, source_kind: str, name: str | None) -> ImageWriter:
-        self._open = ImageWriter(self, self._next_index(), source_kind, name)
+        index = self._next_index()
+        if name is not None:
+            _check_file_name(index, name)
+        self._open = ImageWriter(self, index, source_kind, name)
         return self._open
 
     def end_image(self, writer: ImageWriter) -> None:
@@ -270,7 +335,10 @@ class JobIntake:
             raise InvalidRequest(
                 f"images[{index}] is not an http(s) URL: {url[:200]!r}", input=f"images[{index}]"
             )
+        # Static checks only (scheme, literal address); names are resolved when fetched.
+        url_guard.require_safe_url(self.settings, url, input=f"images[{index}]")
         name = parts.path.rsplit("/", 1)[-1] or parts.hostname
+        _check_file_name(index, name)
         self.images.append(
             StagedImage(index=index, source_kind="url", source_name=name, source_url=url)
         )
@@ -305,6 +373,21 @@ class JobIntake:
                 ),
             )
         self.to_identify.clear()
+
+    def count_document_pages(self) -> None:
+        """Open each PDF once it is stored: its page count (its price and its share of the
+        job's limit), and its refusal when it is encrypted, broken or has too many pages.
+        Blocking (reads storage, parses the PDF): run it in a thread, after ``stored``."""
+        limit = self.settings.max_pages_per_document
+        for index in self.documents:
+            staged = self.images[index]
+            label = _label(index, staged.source_name)
+            # Only uploads are counted here (a URL's document is counted by the worker).
+            with self.store.open_for_read(staged.storage_key or "") as file:
+                data = file.read()
+            pages = count_pages(data, name=label, input=f"images[{index}]", limit=limit)
+            self.images[index] = dataclasses.replace(staged, page_count=pages)
+        self.documents.clear()
 
     def discard(self) -> None:
         """Delete whatever was stored (blocking: run it in a thread)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 
 from api.dependencies import AppState
 from api.intake import IntakeRules, JobIntake, read_json, read_multipart
-from api.json_body import check_text, is_json_media_type, loads_field
+from api.json_body import check_text, is_json_media_type, loads_field, size_text
 from api.schemas.jobs import MAX_RESULTS_TTL, MIN_RESULTS_TTL, JobAccepted
 from core import idempotency, url_guard
 from core import jobs as jobs_service
@@ -29,7 +30,7 @@ from core.errors import FieldTooLarge, InvalidRequest, MissingField, ModelTimeou
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from db.models import Account, Job, JobItem, JobMode, JobPriority
-from extraction.contract import Scene
+from extraction.contract import DocumentMode, Scene
 
 WEBHOOK_URL_NAMES = ("webhook_url", "webhookUrl")
 _TRUE = {"true", "1", "yes", "on"}
@@ -93,7 +94,32 @@ def job_options(fields: dict[str, Any], *, api: str = "native") -> jobs_service.
         ),
         normalize=_flag(fields.get("normalize", False), "normalize"),
         mode=_mode(fields.get("mode")),
+        document_mode=_document_mode(fields.get("document_mode")),
     )
+
+
+def check_metadata_size(metadata: dict[str, Any], limit: int) -> None:
+    """FieldTooLarge naming metadata when its compact JSON is over ``limit`` bytes: it is
+    stored with the job and echoed whole by GET /v1/jobs/{id}."""
+    size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > limit:
+        raise FieldTooLarge(
+            f"metadata is {size} bytes of JSON; the limit is {size_text(limit)}",
+            input="metadata",
+            details={"limit_bytes": limit},
+        )
+
+
+def _document_mode(value: Any) -> DocumentMode:
+    if value is None or value == "":
+        return DocumentMode.DOCUMENT
+    try:
+        return DocumentMode(str(value).strip().lower())
+    except ValueError as error:
+        raise InvalidRequest(
+            f"document_mode must be one of {', '.join(DocumentMode)}, not {str(value)[:50]!r}",
+            input="document_mode",
+        ) from error
 
 
 def _mode(value: Any) -> JobMode:
@@ -241,6 +267,8 @@ async def accept_job(
         await intake.stored()
         if intake.to_identify:
             await run_in_threadpool(intake.identify_other_formats)
+        if intake.documents:
+            await run_in_threadpool(intake.count_document_pages)
         options = to_options(fields)
         if options.priority is None:
             options = dataclasses.replace(options, priority=default_priority)
@@ -251,6 +279,8 @@ async def accept_job(
                 input="prompt",
                 details={"limit_chars": settings.max_prompt_chars},
             )
+        if options.metadata is not None:
+            check_metadata_size(options.metadata, settings.max_metadata_bytes)
         if options.webhook_url is not None:
             # Static checks only (scheme, literal address); names are resolved at delivery.
             # Named as the client spelled it (DumplingAI's clients send webhookUrl).

@@ -104,11 +104,12 @@ def extract(
     if grounding if grounding is not None else chosen == "local":
         from extraction.providers.local import LocalProvider
 
-        reader = (
-            model.read
+        local = (
+            model
             if isinstance(model, LocalProvider)
-            else LocalProvider(threads=settings.local_engine_threads).read
+            else LocalProvider(threads=settings.local_engine_threads)
         )
+        reader = batch_extraction.document_reader(local, settings)
     sink = out.open("w") if out is not None else sys.stdout
     failures: list[tuple[str, str, str]] = []
     try:

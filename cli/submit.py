@@ -27,7 +27,9 @@ import click
 from api.results_csv import CsvResults
 from cli.exit_status import Command, UsageError, echo_failures, exit_for
 from cli.progress import Phase
+from core.errors import ImageExtractError
 from extraction.batch import BatchEntry, entries_from_manifest, entries_from_paths
+from extraction.pdf import PDF_SNIFF_BYTES, count_pages, is_pdf
 from imageextract import APIError, Client, Job
 from imageextract.requests import prompt_with_schema
 
@@ -42,6 +44,8 @@ class Chunk:
     prompt: str
     positions: list[int] = field(default_factory=list)
     size: int = 0
+    # Images and PDF pages: the server's max_images_per_job counts both.
+    units: int = 0
     key: str = ""
     job: Job | None = None
     # The Idempotency-Key found a job an earlier run made (and was charged for).
@@ -77,17 +81,23 @@ def _plan(
                 f"{limits.max_image_bytes} per image",
             }
             continue
+        try:
+            units = _units(entry, limits)
+        except ImageExtractError as error:
+            refused[position] = {"code": error.kind.code, "message": error.message}
+            continue
         chunk = chunks[-1] if chunks else None
         if (
             chunk is None
             or chunk.prompt != entry.prompt
-            or len(chunk.positions) >= limits.max_images_per_job
+            or chunk.units + units > limits.max_images_per_job
             or chunk.size + size + PART_OVERHEAD > limits.max_job_bytes
         ):
             chunk = Chunk(prompt=entry.prompt)
             chunks.append(chunk)
         chunk.positions.append(position)
         chunk.size += size + PART_OVERHEAD
+        chunk.units += units
     for number, chunk in enumerate(chunks):
         digest = hashlib.sha256(f"imageextract-submit/1\n{identity}\n{number}\n".encode())
         digest.update(json.dumps({"prompt": chunk.prompt, **options}, sort_keys=True).encode())
@@ -97,6 +107,17 @@ def _plan(
             digest.update(f"\n{path}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
         chunk.key = f"submit-{digest.hexdigest()[:48]}"
     return chunks, refused
+
+
+def _units(entry: BatchEntry, limits: Any) -> int:
+    """What an entry counts towards a job's limit: 1 for an image, its pages for a PDF
+    (counted here, so that no job is cut where the server would refuse it)."""
+    with entry.image.open("rb") as file:
+        head = file.read(PDF_SNIFF_BYTES)
+    if not is_pdf(head):
+        return 1
+    most = min(limits.max_pages_per_document, limits.max_images_per_job)
+    return count_pages(entry.image.read_bytes(), name=str(entry.image), limit=most)
 
 
 class _Sink:
@@ -151,6 +172,8 @@ def _write_refused(sink: _Sink, entries: list[BatchEntry], refused: dict[int, di
 @click.option("--priority", type=click.Choice(["interactive", "normal", "batch"]))
 @click.option("--mode", type=click.Choice(["live", "batch"]),
               help="batch: through the provider's Batch API, within 24 h, cheaper.")  # fmt: skip
+@click.option("--document-mode", type=click.Choice(["document", "pages"]),
+              help="PDFs: one result per document (default) or one per page.")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Result lines (JSON Lines); default: stdout unless --csv.")  # fmt: skip
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -168,6 +191,7 @@ def submit(
     json_mode: bool | None,
     priority: str | None,
     mode: str | None,
+    document_mode: str | None,
     out: Path | None,
     csv_path: Path | None,
     wait: bool,
@@ -199,8 +223,10 @@ def submit(
     if not entries:
         raise UsageError("no images found")
     try:
-        failed = _submit(entries, identity, json_mode, priority, mode, out, csv_path, wait,
-                         url, key, poll_interval)  # fmt: skip
+        options = {"json_mode": json_mode, "priority": priority, "mode": mode,
+                   "document_mode": document_mode}  # fmt: skip
+        failed = _submit(entries, identity, options, out, csv_path, wait, url, key,
+                         poll_interval)  # fmt: skip
     except APIError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
@@ -210,9 +236,7 @@ def submit(
 def _submit(
     entries: list[BatchEntry],
     identity: str,
-    json_mode: bool | None,
-    priority: str | None,
-    mode: str | None,
+    options: dict[str, Any],
     out: Path | None,
     csv_path: Path | None,
     wait: bool,
@@ -220,8 +244,9 @@ def _submit(
     key: str | None,
     poll_interval: float,
 ) -> bool:
-    """Returns whether some image failed."""
-    options = {"json_mode": json_mode, "priority": priority, "mode": mode}
+    """Returns whether some image failed. ``options``: the jobs' fields (json_mode,
+    priority, mode, document_mode; None: the server's default)."""
+    json_mode = options["json_mode"]
     with _client(url, key) as client:
         limits = client.account.get().limits
         chunks, refused = _plan(entries, limits, identity, options)
@@ -248,8 +273,9 @@ def _submit(
             if csv_path is not None:
                 stream = files.enter_context(csv_path.open("w", newline=""))
                 table = CsvResults(
-                    stream, entries[0].prompt, bool(json_mode), base=["id", "image", "job_id"]
-                )
+                    stream, entries[0].prompt, bool(json_mode), base=["id", "image", "job_id"],
+                    by_page=options.get("document_mode") == "pages",
+                )  # fmt: skip
             sink = _Sink(jsonl, table)
             _follow(entries, chunks, refused, sink, poll_interval)
         _summary(chunks, sink)

@@ -34,7 +34,10 @@ class ErrorKind(enum.Enum):
         "headers_too_large", 431, 100001, False, "Request header fields too large"
     )
     TOO_MANY_IMAGES = KindSpec("too_many_images", 400, 100001, False, "Too many images")
+    TOO_MANY_PAGES = KindSpec("too_many_pages", 400, 100001, False, "Too many pages")
     CORRUPT_IMAGE = KindSpec("corrupt_image", 400, 261003, False, "Corrupt image")
+    # A PDF we cannot open without its password (or with a security handler PDFium lacks).
+    ENCRYPTED_PDF = KindSpec("encrypted_pdf", 400, 261003, False, "Encrypted PDF")
     IMAGE_FETCH_FAILED = KindSpec("image_fetch_failed", 400, 261003, False, "Image fetch failed")
     MODEL_TIMEOUT = KindSpec("model_timeout", 504, 261101, True, "Model timeout")
     UPSTREAM_ERROR = KindSpec("upstream_error", 502, 261999, True, "Upstream model error")
@@ -116,8 +119,19 @@ class TooManyImages(ImageExtractError):
     kind = ErrorKind.TOO_MANY_IMAGES
 
 
+class TooManyPages(ImageExtractError):
+    """A document over the pages allowed per document, or a job whose pages and images add
+    up to more than a job takes."""
+
+    kind = ErrorKind.TOO_MANY_PAGES
+
+
 class CorruptImage(ImageExtractError):
     kind = ErrorKind.CORRUPT_IMAGE
+
+
+class EncryptedDocument(ImageExtractError):
+    kind = ErrorKind.ENCRYPTED_PDF
 
 
 class ImageFetchFailed(ImageExtractError):

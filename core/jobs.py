@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,13 +18,21 @@ from core import broker
 from core import credits as credits_service
 from core import webhooks as webhooks_service
 from core.broker import Queue, TaskName
-from core.errors import Conflict, ErrorKind, Gone, InvalidRequest, MissingField, TooManyImages
+from core.errors import (
+    Conflict,
+    ErrorKind,
+    Gone,
+    InvalidRequest,
+    MissingField,
+    TooManyImages,
+    TooManyPages,
+)
 from core.settings import PROVIDERS, Settings
 from core.storage import ImageStore
 from db import jobs as jobs_repository
 from db import provider_batches as provider_batches_repository
 from db.models import Account, ItemStatus, Job, JobMode, JobPriority, JobStatus, Lane
-from extraction.contract import Scene
+from extraction.contract import DocumentMode, Scene
 
 
 def utcnow() -> datetime:
@@ -41,8 +49,11 @@ def price_per_image(settings: Settings, mode: JobMode = JobMode.LIVE) -> int:
     return settings.credits_per_image
 
 
-def price(settings: Settings, image_count: int, mode: JobMode = JobMode.LIVE) -> int:
-    return settings.credits_per_job + price_per_image(settings, mode) * image_count
+def item_price(settings: Settings, image: StagedImage, mode: JobMode = JobMode.LIVE) -> int:
+    """An image's price, or a document's: its pages at the price per page."""
+    if image.page_count is None:
+        return price_per_image(settings, mode)
+    return image.page_count * settings.resolved_credits_per_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,8 @@ class JobOptions:
     # batch: through the provider's Batch API, within its completion window, at the batch
     # price (worker.batch_lane).
     mode: JobMode = JobMode.LIVE
+    # A PDF's result: one from all its pages (document), or one per page (pages).
+    document_mode: DocumentMode = DocumentMode.DOCUMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,8 @@ class StagedImage:
     byte_size: int | None = None
     sha256: str | None = None
     media_type: str | None = None
+    # A document's pages (a PDF); None: an image, or a URL not fetched yet.
+    page_count: int | None = None
 
 
 def model_queue(provider: str) -> Queue:
@@ -111,6 +126,21 @@ def submit_job(
             f"{len(images)} images sent; a job takes at most {settings.max_images_per_job}",
             input="images",
         )
+    documents = [image for image in images if image.page_count is not None]
+    pages = sum(image.page_count or 1 for image in images)
+    if pages > settings.max_images_per_job:
+        raise TooManyPages(
+            f"{pages} pages and images sent ({len(documents)} documents); a job takes at most "
+            f"{settings.max_images_per_job}, each page of a document counted",
+            input="images",
+        )
+    if documents and options.mode == JobMode.BATCH:
+        first = documents[0]
+        raise InvalidRequest(
+            f"images[{first.index}] is a PDF: documents run live, not through the provider's "
+            "Batch API; send them with mode live",
+            input=f"images[{first.index}]",
+        )
     if options.mode == JobMode.BATCH and settings.model_provider not in BATCH_PROVIDERS:
         raise InvalidRequest(
             f"mode batch needs a provider with a Batch API ({', '.join(BATCH_PROVIDERS)}); "
@@ -135,6 +165,7 @@ def submit_job(
         model=options.model,
         provider=settings.model_provider,
         mode=options.mode,
+        document_mode=options.document_mode,
         webhook_url=options.webhook_url,
         user_metadata=options.metadata,
         item_count=len(images),
@@ -142,7 +173,8 @@ def submit_job(
         credits_per_image=price_per_image(settings, options.mode),
         results_ttl_seconds=options.results_ttl_seconds
         or int(settings.results_ttl.total_seconds()),
-        credits_reserved=price(settings, len(images), options.mode),
+        credits_reserved=settings.credits_per_job
+        + sum(item_price(settings, image, options.mode) for image in images),
         created_at=utcnow(),
     )
     rows = [
@@ -158,6 +190,8 @@ def submit_job(
             "byte_size": image.byte_size,
             "sha256": image.sha256,
             "media_type": image.media_type,
+            "page_count": image.page_count,
+            "credits": item_price(settings, image, options.mode),
         }
         for image in images
     ]
@@ -182,14 +216,16 @@ def cancel_job(session: Session, job: Job) -> list[str]:
     # Its provider batches are cancelled at the provider by the next poll; what the provider
     # finished before that is kept (and charged), the rest is cancelled and refunded.
     provider_batches_repository.request_cancel(session, job.id, now)
-    progress = jobs_repository.add_to_job_counters(session, job.id, cancelled=len(cancelled))
+    progress = jobs_repository.add_to_job_counters(
+        session, job.id, cancelled=len(cancelled), refund=sum(c for _i, _k, c in cancelled)
+    )
     credits_service.refund(
         session, progress.account_id, job.id, progress.refunded, note="cancelled images"
     )
     if progress.complete:
         broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job.id))
     session.refresh(job)
-    return [key for _id, key in cancelled if key]
+    return [key for _id, key, _credits in cancelled if key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +250,8 @@ class ItemOutcome:
     # The answer is in but its evidence is not: the image goes to the cpu queue to be read
     # (a remote model's answer with grounding on) before the item ends.
     to_ground: bool = False
+    # A document's pages and how each was read: [{"page": 1, "source": "ocr"}, ...].
+    pages: list[dict[str, Any]] | None = None
     # When the attempt ended; outcomes are written a moment later, several at once.
     finished_at: datetime = field(default_factory=utcnow)
 
@@ -231,6 +269,7 @@ def _outcome_values(outcome: ItemOutcome) -> dict[str, Any]:
         "model_ms": outcome.model_ms,
         "evidence": outcome.evidence,
         "normalized": outcome.normalized,
+        "pages": outcome.pages,
     }
 
 
@@ -247,7 +286,7 @@ def record_abandoned_item(
         values=_outcome_values(outcome),
     ):
         return False
-    fan_in_outcomes(session, job_id, [outcome])
+    fan_in_outcomes(session, job_id, [(item_id, outcome)])
     return True
 
 
@@ -322,12 +361,14 @@ def retry_in_live_lane(
 def cancel_batch_items(session: Session, job_id: uuid.UUID, item_ids: Sequence[uuid.UUID]) -> None:
     """A cancelled job's images that its provider batch did not run: cancelled, refunded,
     and counted towards the job."""
-    cancelled = provider_batches_repository.cancel_items(
+    cancelled, credits = provider_batches_repository.cancel_items(
         session, item_ids, utcnow(), "the job was cancelled before the provider ran this image"
     )
     if not cancelled:
         return
-    progress = jobs_repository.add_to_job_counters(session, job_id, cancelled=cancelled)
+    progress = jobs_repository.add_to_job_counters(
+        session, job_id, cancelled=cancelled, refund=credits
+    )
     credits_service.refund(
         session, progress.account_id, job_id, progress.refunded, note="cancelled images"
     )
@@ -367,31 +408,63 @@ def record_attempt_outcomes(
     )
     if written:
         fan_in_outcomes(
-            session, job_id, [outcome for item_id, _a, outcome in attempts if item_id in written]
+            session,
+            job_id,
+            [(item_id, outcome) for item_id, _a, outcome in attempts if item_id in written],
         )
     return written
 
 
-def fan_in_outcomes(session: Session, job_id: uuid.UUID, outcomes: Sequence[ItemOutcome]) -> None:
+def fan_in_outcomes(
+    session: Session, job_id: uuid.UUID, ended: Sequence[tuple[uuid.UUID, ItemOutcome]]
+) -> None:
     """The fan-in: add ended items to the job's counters in one UPDATE that returns them,
-    refund the failed ones, and queue finalize_job (after commit) when this was the last.
+    refund the failed ones (each its own price), and queue finalize_job (after commit) when
+    this was the last.
 
     No chord: the counter lives in Postgres, so a redelivered message or a dead worker
     cannot make the job end twice or never (see ARCHITECTURE.md)."""
+    outcomes = [outcome for _id, outcome in ended]
     succeeded = sum(1 for outcome in outcomes if outcome.succeeded)
+    failed = [item_id for item_id, outcome in ended if not outcome.succeeded]
     progress = jobs_repository.add_to_job_counters(
         session,
         job_id,
         succeeded=succeeded,
-        failed=len(outcomes) - succeeded,
+        failed=len(failed),
         prompt_tokens=sum(outcome.prompt_tokens for outcome in outcomes),
         completion_tokens=sum(outcome.completion_tokens for outcome in outcomes),
+        refund=jobs_repository.credits_of(session, failed),
     )
     credits_service.refund(
         session, progress.account_id, job_id, progress.refunded, note="failed images"
     )
     if progress.complete:
         broker.enqueue_after_commit(session, TaskName.FINALIZE_JOB, str(job_id))
+
+
+def price_fetched_document(
+    session: Session, settings: Settings, claimed: jobs_repository.ClaimedItem, pages: int
+) -> None:
+    """A URL that turned out to be a PDF costs its pages: reserve the difference from the
+    image price it was accepted at (InsufficientCredits when the balance cannot cover it:
+    the item then fails and its price so far is refunded). Called once its pages are
+    counted and before any model call."""
+    price = pages * settings.resolved_credits_per_page
+    extra = price - claimed.credits
+    if not jobs_repository.price_document(
+        session, claimed.id, claimed.attempts, page_count=pages, credits=price
+    ):
+        return  # no longer this attempt's: its outcome will not be written either
+    job = jobs_repository.get_job(session, claimed.job_id)
+    if job is None:
+        return
+    if extra > 0:
+        credits_service.reserve(session, job.account_id, job.id, extra)
+        jobs_repository.add_reserved(session, job.id, extra)
+    elif extra < 0:
+        credits_service.refund(session, job.account_id, job.id, -extra, note="document pages")
+        jobs_repository.add_reserved(session, job.id, extra)
 
 
 def mark_dispatched(session: Session, job_id: uuid.UUID) -> None:
@@ -531,12 +604,17 @@ def finalize_job(session: Session, settings: Settings, job_id: uuid.UUID) -> Job
         return None
     # Failed and cancelled images were refunded as they ended; what is left is spent.
     to_capture = job.credits_reserved - job.credits_refunded - job.credits_captured
+    now = utcnow()
     settled = jobs_repository.set_job_finished(
         session,
         job.id,
         status=final_status(job),
-        now=utcnow(),
-        values={"credits_captured": job.credits_captured + to_capture},
+        now=now,
+        values={
+            "credits_captured": job.credits_captured + to_capture,
+            # Kept on the row so the retention sweep finds expired jobs by index.
+            "results_expire_at": now + timedelta(seconds=job.results_ttl_seconds),
+        },
     )
     if settled:
         credits_service.capture(session, job.account_id, job.id, to_capture)
@@ -579,10 +657,19 @@ def retry_failed_items(session: Session, store: ImageStore, job: Job) -> int:
             "itself, such as corrupt_image, would fail again)",
             input="job_id",
         )
-    price_now = len(candidates) * job.credits_per_image
+    # The checks above read rows unlocked, and a double click sends two retries at once.
+    # Items before the job, then the account, the order every other transaction locks them
+    # in: only items still failed are requeued (another retry may have taken them), and
+    # only an ended job is reopened; either refusal rolls the whole retry back.
+    requeued = jobs_repository.requeue_failed_items(session, [item.id for item in candidates])
+    candidates = [item for item in candidates if item.id in requeued]
+    # Each at the price it was accepted at (a document: its pages), whatever the price now.
+    price_now = sum(item.credits for item in candidates)
+    if not candidates or not jobs_repository.reopen_job(
+        session, job.id, retried=len(candidates), extra_credits=price_now
+    ):
+        raise Conflict(f"job {job.id} is being retried already; retry once it ends", input="job_id")
     credits_service.reserve(session, job.account_id, job.id, price_now)
-    jobs_repository.requeue_items(session, [item.id for item in candidates])
-    jobs_repository.reopen_job(session, job.id, retried=len(candidates), extra_credits=price_now)
     broker.enqueue_after_commit(session, TaskName.DISPATCH_JOB, str(job.id))
     session.refresh(job)
     return len(candidates)
@@ -600,8 +687,10 @@ def purge_job(session: Session, settings: Settings, job: Job) -> None:
     if job.finished_at is None:
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
             jobs_repository.set_job_cancelled(session, job.id, utcnow())
-        dropped = jobs_repository.cancel_unfinished_items(session, job.id, utcnow())
-        progress = jobs_repository.add_to_job_counters(session, job.id, cancelled=dropped)
+        dropped, credits = jobs_repository.cancel_unfinished_items(session, job.id, utcnow())
+        progress = jobs_repository.add_to_job_counters(
+            session, job.id, cancelled=dropped, refund=credits
+        )
         credits_service.refund(
             session, progress.account_id, job.id, progress.refunded, note="purged images"
         )
@@ -611,9 +700,13 @@ def purge_job(session: Session, settings: Settings, job: Job) -> None:
     session.refresh(job)
 
 
-def purge_expired_jobs(session: Session, settings: Settings, limit: int = 100) -> list[uuid.UUID]:
-    """Purge ended jobs whose results TTL ran out; returns their ids (to delete files)."""
-    expired = jobs_repository.jobs_past_retention(session, utcnow(), limit)
-    for job in expired:
-        purge_job(session, settings, job)
-    return [job.id for job in expired]
+def purge_expired_jobs(session: Session, settings: Settings, limit: int) -> list[uuid.UUID]:
+    """Purge up to ``limit`` ended jobs whose results TTL ran out; returns their ids (to
+    delete their files). Only ids are read to find them, so keep ``limit`` small."""
+    purged: list[uuid.UUID] = []
+    for job_id in jobs_repository.jobs_past_retention(session, utcnow(), limit):
+        job = jobs_repository.get_job(session, job_id)
+        if job is not None:
+            purge_job(session, settings, job)
+            purged.append(job_id)
+    return purged

@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     pdf_pages_per_request: int = Field(default=8, ge=1)
     # Decompression-bomb guard: refuse images with more pixels than this.
     max_image_pixels: int = 100_000_000
+    # Decoded pixels held at once by one worker process's image preparation (about 3 bytes
+    # each in RGB: 600 MB by default); an image that would pass it waits for others. One
+    # larger than this still runs, alone.
+    decode_pixel_budget: int = Field(default=200_000_000, ge=1)
+
+    # A PDF's pages are rendered one at a time, each to max_image_side; a document has at
+    # most this many pages (its pages count towards max_images_per_job too).
+    max_pages_per_document: int = Field(default=500, ge=1)
 
     max_image_bytes: int = 20 * MB
     max_job_bytes: int = 100 * MB
@@ -140,7 +148,25 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=2)
     max_fields_bytes: int = Field(default=1 * MB, ge=1024)
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    # Bytes of a job's metadata as compact JSON (it is stored, and echoed by GET /v1/jobs/{id}).
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=2)
+    # Slow and idle clients (api/http_server.py): a request head must arrive within
+    # request_read_timeout of its first byte (or of the connection) and a body may pause no
+    # longer; a response whose client takes none of it for response_write_timeout is
+    # dropped; an idle kept-alive connection closes after keep_alive_timeout. Past
+    # max_connections open connections, new requests are answered 503.
+    request_read_timeout: timedelta = timedelta(seconds=30)
+    response_write_timeout: timedelta = timedelta(seconds=60)
+    keep_alive_timeout: timedelta = timedelta(seconds=5)
+    max_connections: int = Field(default=1000, ge=1)
+    # Results streams (GET /v1/jobs/{id}/results and results.csv) an account may have open
+    # at once in one API process; each takes no database connection while its client reads.
+    max_result_streams_per_account: int = Field(default=4, ge=1)
+    # An image URL's whole download (connecting, waiting for a slot, every read) ends
+    # within this; each read also times out after it.
     url_fetch_timeout: timedelta = timedelta(seconds=30)
+    # Image URLs of one account downloading at once in a worker process; more wait.
+    url_fetches_per_account: int = Field(default=8, ge=1)
     # Hosts or networks that image and webhook URLs may reach although private (tests, intranets).
     url_allow_list: list[str] = Field(default_factory=list)
 
@@ -172,6 +198,8 @@ class Settings(BaseSettings):
     webhook_batch_size: int = 50
     # Deliveries sent at once by one dispatcher run (threads; each waits on the network).
     webhook_concurrency: int = 8
+    # Endpoints one account may register: each job end is one POST per endpoint.
+    webhook_endpoints_per_account: int = Field(default=10, ge=1)
 
     max_item_attempts: int = 3
     item_lease: timedelta = timedelta(minutes=10)
@@ -182,6 +210,8 @@ class Settings(BaseSettings):
 
     credits_per_job: int = 10
     credits_per_image: int = 1
+    # A document's price per page; None: credits_per_image (a page costs what an image does).
+    credits_per_page: int | None = Field(default=None, ge=0)
     # The price per image of a job with mode batch; None: half the live price, rounded up.
     batch_price_per_image: int | None = Field(default=None, ge=0)
 
@@ -233,6 +263,10 @@ class Settings(BaseSettings):
         if self.batch_price_per_image is not None:
             return self.batch_price_per_image
         return -(-self.credits_per_image // 2)
+
+    @property
+    def resolved_credits_per_page(self) -> int:
+        return self.credits_per_image if self.credits_per_page is None else self.credits_per_page
 
     @property
     def beat_heartbeat_path(self) -> Path:

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -25,7 +25,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from db.models import Account, ItemStatus, Job, JobItem, JobStatus, Lane
 
@@ -63,8 +63,15 @@ def list_account_jobs(
     before: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[Job]:
-    """Newest first; ``before`` is the (created_at, id) of the last job of the previous page."""
-    query = select(Job).where(Job.account_id == account_id)
+    """Newest first; ``before`` is the (created_at, id) of the last job of the previous page.
+
+    Summaries only: the prompt and metadata (up to 100,000 characters and 16 KB a job) are
+    not loaded, and reading them raises."""
+    query = (
+        select(Job)
+        .where(Job.account_id == account_id)
+        .options(defer(Job.prompt, raiseload=True), defer(Job.user_metadata, raiseload=True))
+    )
     if status is not None:
         query = query.where(Job.status == status)
     if created_after is not None:
@@ -143,6 +150,9 @@ class ClaimedItem:
     source_url: str | None
     storage_key: str | None
     media_type: str | None
+    # A document's pages (None: an image, or a URL not fetched yet) and the item's price.
+    page_count: int | None
+    credits: int
 
 
 # The hot-path UPDATEs skip the ORM's synchronisation of loaded objects: nothing they touch
@@ -164,6 +174,8 @@ _CLAIMED = (
     _items.c.source_url,
     _items.c.storage_key,
     _items.c.media_type,
+    _items.c.page_count,
+    _items.c.credits,
 )
 _CLAIM = (
     update(_items)
@@ -403,17 +415,17 @@ _FINISH_ATTEMPTS_FROM_JSON = text("""
         content = v.content, parsed = v.parsed, prompt_tokens = v.prompt_tokens,
         completion_tokens = v.completion_tokens, error_code = v.error_code,
         error_message = v.error_message, model_ms = v.model_ms, evidence = v.evidence,
-        normalized = v.normalized
+        normalized = v.normalized, pages = v.pages
     FROM json_to_recordset(CAST(:rows AS json)) AS v(
         id uuid, attempt integer, status text, finished_at timestamptz, content text,
         parsed json, prompt_tokens integer, completion_tokens integer, error_code text,
-        error_message text, model_ms integer, evidence json, normalized json)
+        error_message text, model_ms integer, evidence json, normalized json, pages json)
     WHERE i.id = v.id AND i.attempts = v.attempt AND i.status = 'running'
     RETURNING i.id
 """)
 ITEM_END_COLUMNS = (
     "status", "finished_at", "content", "parsed", "prompt_tokens", "completion_tokens",
-    "error_code", "error_message", "model_ms", "evidence", "normalized",
+    "error_code", "error_message", "model_ms", "evidence", "normalized", "pages",
 )  # fmt: skip
 
 
@@ -480,15 +492,13 @@ _ADD_TO_COUNTERS = (
         items_cancelled=_jobs.c.items_cancelled + _count("cancelled"),
         prompt_tokens=_jobs.c.prompt_tokens + _count("prompt_tokens"),
         completion_tokens=_jobs.c.completion_tokens + _count("completion_tokens"),
-        credits_refunded=_jobs.c.credits_refunded
-        + (_count("failed") + _count("cancelled")) * _jobs.c.credits_per_image,
+        credits_refunded=_jobs.c.credits_refunded + _count("refund"),
     )
     .returning(
         _jobs.c.items_succeeded + _jobs.c.items_failed + _jobs.c.items_cancelled,
         _jobs.c.item_count,
         _jobs.c.status,
         _jobs.c.account_id,
-        (_count("failed") + _count("cancelled")) * _jobs.c.credits_per_image,
     )
 )
 
@@ -502,17 +512,53 @@ def add_to_job_counters(
     cancelled: int = 0,
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
+    refund: int = 0,
 ) -> JobProgress:
     """Add to the counters and read them back in the same statement (the fan-in).
 
-    Failed and cancelled images are refunded at the job's per-image price here too.
+    ``refund``: the credits of the failed and cancelled items among them (each item's own
+    price: an image's, or a document's pages), counted as refunded here too.
     """
     counts = {"job_id": job_id, "succeeded": succeeded, "failed": failed, "cancelled": cancelled,
-              "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}  # fmt: skip
+              "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+              "refund": refund}  # fmt: skip
     row = session.connection().execute(_ADD_TO_COUNTERS, counts).one()
     return JobProgress(
-        finished=row[0], item_count=row[1], status=row[2], account_id=row[3], refunded=row[4]
+        finished=row[0], item_count=row[1], status=row[2], account_id=row[3], refunded=refund
     )
+
+
+def price_document(
+    session: Session, item_id: uuid.UUID, attempt: int, *, page_count: int, credits: int
+) -> bool:
+    """A fetched URL turned out to be a document: its pages and price, and the job's
+    reservation grown by the difference. False when the attempt is no longer current."""
+    item = session.execute(
+        update(JobItem)
+        .where(JobItem.id == item_id, JobItem.attempts == attempt,
+               JobItem.status == ItemStatus.RUNNING)
+        .values(page_count=page_count, credits=credits)
+        .returning(JobItem.job_id)
+        .execution_options(**_CORE)
+    ).first()  # fmt: skip
+    return item is not None
+
+
+def add_reserved(session: Session, job_id: uuid.UUID, extra: int) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(credits_reserved=Job.credits_reserved + extra)
+        .execution_options(**_CORE)
+    )
+
+
+def credits_of(session: Session, item_ids: Sequence[uuid.UUID]) -> int:
+    """What these items cost together (their prices, as set when they were accepted)."""
+    if not item_ids:
+        return 0
+    total = session.scalar(select(func.sum(JobItem.credits)).where(JobItem.id.in_(item_ids)))
+    return int(total or 0)
 
 
 def mark_job_running(session: Session, job_id: uuid.UUID, now: datetime) -> None:
@@ -526,7 +572,8 @@ def mark_job_running(session: Session, job_id: uuid.UUID, now: datetime) -> None
 
 def cancel_queued_items(
     session: Session, job_id: uuid.UUID, now: datetime
-) -> list[tuple[uuid.UUID, str | None]]:
+) -> list[tuple[uuid.UUID, str | None, int]]:
+    """Cancel the job's queued items: each one's id, storage key and credits."""
     rows = session.execute(
         update(JobItem)
         .where(JobItem.job_id == job_id, JobItem.status == ItemStatus.QUEUED)
@@ -536,9 +583,9 @@ def cancel_queued_items(
             error_code="cancelled",
             error_message="the job was cancelled before this image was sent to the model",
         )
-        .returning(JobItem.id, JobItem.storage_key)
+        .returning(JobItem.id, JobItem.storage_key, JobItem.credits)
     ).all()
-    return [(row[0], row[1]) for row in rows]
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 def storage_keys_of(session: Session, job_id: uuid.UUID, statuses: Sequence[str]) -> list[str]:
@@ -573,26 +620,31 @@ def set_job_finished(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def list_finished_items(
+    session: Session, job_id: uuid.UUID, *, after_index: int, limit: int
+) -> list[JobItem]:
+    """A page of finished items in input order: those after ``after_index`` (keyset)."""
+    return list(
+        session.scalars(
+            select(JobItem)
+            .where(
+                JobItem.job_id == job_id,
+                JobItem.index > after_index,
+                JobItem.status.in_((ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.CANCELLED)),
+            )
+            .order_by(JobItem.index)
+            .limit(limit)
+        )
+    )
+
+
 def iter_finished_items(
     session: Session, job_id: uuid.UUID, *, batch: int = 200
 ) -> Iterator[JobItem]:
     """Finished items in input order, read in batches so a 3000-item job streams."""
     after = -1
     while True:
-        rows = list(
-            session.scalars(
-                select(JobItem)
-                .where(
-                    JobItem.job_id == job_id,
-                    JobItem.index > after,
-                    JobItem.status.in_(
-                        (ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.CANCELLED)
-                    ),
-                )
-                .order_by(JobItem.index)
-                .limit(batch)
-            )
-        )
+        rows = list_finished_items(session, job_id, after_index=after, limit=batch)
         if not rows:
             return
         yield from rows
@@ -682,7 +734,7 @@ def retryable_failed_items(
 
 
 _ANSWER_COLUMNS = (
-    "content", "parsed", "prompt_tokens", "completion_tokens", "model_ms", "normalized",
+    "content", "parsed", "prompt_tokens", "completion_tokens", "model_ms", "normalized", "pages",
 )  # fmt: skip
 
 
@@ -742,34 +794,58 @@ def release_attempts(
     ]  # fmt: skip
 
 
-def requeue_items(session: Session, item_ids: Sequence[uuid.UUID]) -> None:
+def requeue_failed_items(session: Session, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Put those of the items that are still failed back in the queue, afresh; returns them.
+
+    Their rows are locked first, in index order: two retries at once (a double click) then
+    take turns, and the second, once the first commits, finds them no longer failed and
+    requeues (and prices) nothing.
+    """
+    if not item_ids:
+        return set()
+    failed = list(
+        session.scalars(
+            select(JobItem.id)
+            .where(JobItem.id.in_(item_ids), JobItem.status == ItemStatus.FAILED)
+            .order_by(JobItem.index)
+            .with_for_update()
+        )
+    )
+    if not failed:
+        return set()
     session.execute(
         update(JobItem)
-        .where(JobItem.id.in_(item_ids))
+        .where(JobItem.id.in_(failed))
         .values(
             status=ItemStatus.QUEUED, attempts=0, lease_expires_at=None, content=None,
             parsed=None, evidence=None, normalized=None, prompt_tokens=0, completion_tokens=0,
             error_code=None, error_message=None, started_at=None, finished_at=None, model_ms=None,
         )
     )  # fmt: skip
+    return set(failed)
 
 
-def reopen_job(session: Session, job_id: uuid.UUID, *, retried: int, extra_credits: int) -> None:
-    session.execute(
+def reopen_job(session: Session, job_id: uuid.UUID, *, retried: int, extra_credits: int) -> bool:
+    """Reopen an ended job for ``retried`` of its failed images; False when it has not
+    ended (another retry reopened it first): then nothing changes."""
+    result = session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(Job.id == job_id, Job.finished_at.is_not(None))
         .values(
             # Running at once: workers that ran the job before do not mark it again.
-            status=JobStatus.RUNNING, finished_at=None, dispatched_at=None,
+            status=JobStatus.RUNNING, finished_at=None, results_expire_at=None,
+            dispatched_at=None,
             items_failed=Job.items_failed - retried,
             credits_reserved=Job.credits_reserved + extra_credits,
         )
     )  # fmt: skip
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def cancel_unfinished_items(session: Session, job_id: uuid.UUID, now: datetime) -> int:
-    """Cancel queued and running items (running ones' results will be dropped)."""
-    result = session.execute(
+def cancel_unfinished_items(session: Session, job_id: uuid.UUID, now: datetime) -> tuple[int, int]:
+    """Cancel queued and running items (running ones' results will be dropped): how many,
+    and their credits together."""
+    credits = session.execute(
         update(JobItem)
         .where(
             JobItem.job_id == job_id,
@@ -777,8 +853,9 @@ def cancel_unfinished_items(session: Session, job_id: uuid.UUID, now: datetime) 
         )
         .values(status=ItemStatus.CANCELLED, finished_at=now, lease_expires_at=None,
                 error_code="cancelled", error_message="the job was purged")
-    )  # fmt: skip
-    return int(result.rowcount)  # type: ignore[attr-defined]
+        .returning(JobItem.credits)
+    ).scalars().all()  # fmt: skip
+    return len(credits), sum(credits)
 
 
 def delete_items(session: Session, job_id: uuid.UUID) -> None:
@@ -789,23 +866,17 @@ def mark_purged(session: Session, job_id: uuid.UUID, now: datetime) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(purged_at=now))
 
 
-def jobs_past_retention(session: Session, now: datetime, limit: int) -> list[Job]:
-    """Ended jobs whose results TTL ran out and that still hold results."""
-    ended = [
-        row
-        for row in session.scalars(
-            select(Job)
-            .where(Job.finished_at.is_not(None), Job.purged_at.is_(None))
-            .order_by(Job.finished_at)
-            .limit(limit * 10)
+def jobs_past_retention(session: Session, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Ids of ended jobs whose results TTL ran out and that still hold results, soonest
+    expired first (by the partial index ix_jobs_results_expire_at)."""
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.results_expire_at < now, Job.purged_at.is_(None))
+            .order_by(Job.results_expire_at)
+            .limit(limit)
         )
-    ]
-    # The TTL is per job; comparing in Python keeps the query the same on every database.
-    return [
-        job for job in ended
-        if job.finished_at is not None
-        and job.finished_at + timedelta(seconds=job.results_ttl_seconds) < now
-    ][:limit]  # fmt: skip
+    )
 
 
 def kept_failed_keys(

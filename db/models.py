@@ -25,6 +25,7 @@ from sqlalchemy import (
     Uuid,
     false,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -170,6 +171,13 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_account_id_created_at", "account_id", "created_at"),
         Index("ix_jobs_status", "status"),
+        # The retention sweep's query: jobs still holding results, by when they expire.
+        Index(
+            "ix_jobs_results_expire_at",
+            "results_expire_at",
+            postgresql_where=text("purged_at IS NULL"),
+            sqlite_where=text("purged_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -194,6 +202,11 @@ class Job(Base):
     mode: Mapped[str] = mapped_column(
         String(8), default=JobMode.LIVE, server_default=JobMode.LIVE.value
     )
+    # A multi-page document (a PDF) gives one result filled from all its pages ("document")
+    # or one result per page ("pages").
+    document_mode: Mapped[str] = mapped_column(
+        String(16), default="document", server_default="document"
+    )
     webhook_url: Mapped[str | None] = mapped_column(Text)
     user_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
 
@@ -215,6 +228,8 @@ class Job(Base):
     results_ttl_seconds: Mapped[int] = mapped_column(
         Integer, default=7 * 24 * 3600, server_default=str(7 * 24 * 3600)
     )
+    # finished_at + results_ttl_seconds, set when the job ends (None while it runs).
+    results_expire_at: Mapped[datetime | None]
     purged_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
     dispatched_at: Mapped[datetime | None]
@@ -249,6 +264,13 @@ class JobItem(Base):
     byte_size: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     media_type: Mapped[str | None] = mapped_column(String(64))
+    # A document's pages (None: an image). A URL's document is counted once fetched.
+    page_count: Mapped[int | None] = mapped_column(Integer)
+    # Once read: each page and how it was read, [{"page": 1, "source": "text_layer"}, ...].
+    pages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
+    # What this item costs: the job's price per image, or per page times its pages. Refunded
+    # when it fails or is cancelled.
+    credits: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None]

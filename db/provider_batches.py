@@ -156,11 +156,11 @@ def to_live_lane(
 
 def cancel_items(
     session: Session, item_ids: Sequence[uuid.UUID], now: datetime, message: str
-) -> int:
-    """Cancel batch-lane items still running; how many were."""
+) -> tuple[int, int]:
+    """Cancel batch-lane items still running: how many were, and their credits together."""
     if not item_ids:
-        return 0
-    result = session.execute(
+        return 0, 0
+    credits = session.execute(
         update(JobItem)
         .where(
             JobItem.id.in_(item_ids),
@@ -169,9 +169,10 @@ def cancel_items(
         )
         .values(status=ItemStatus.CANCELLED, finished_at=now, error_code="cancelled",
                 error_message=message)
+        .returning(JobItem.credits)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    ).scalars().all()  # fmt: skip
+    return len(credits), sum(credits)
 
 
 def get(session: Session, batch_id: uuid.UUID) -> ProviderBatch | None:

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ImageExtractError
+from core.errors import ImageExtractError, InvalidRequest
 from core.settings import Settings
 from extraction.contract import ExtractionRequest, PreparedImage, PrintedLine, Provider, Scene
 from extraction.grounding import ground
 from extraction.images import prepare_image
 from extraction.normalize import normalize
 from extraction.output import read_answer
+from extraction.pdf import PDF_SNIFF_BYTES, count_pages, is_pdf, render_pages
+from extraction.providers.local import LocalProvider
 from extraction.schema import schema_of_prompt
 
 IMAGE_SUFFIXES = {
@@ -33,6 +35,8 @@ IMAGE_SUFFIXES = {
     ".gif",
     ".tif",
     ".tiff",
+    # Documents: one record per PDF, filled from all its pages.
+    ".pdf",
 }
 
 
@@ -83,25 +87,52 @@ def entries_from_manifest(manifest: Path, default_prompt: str | None) -> list[Ba
 Reader = Callable[[bytes], tuple[PrintedLine, ...]]
 
 
-def prepare_entry(
-    settings: Settings, entry: BatchEntry, *, json_mode: bool, scene: Scene
-) -> tuple[bytes, PreparedImage, ExtractionRequest]:
-    """An entry's file read and prepared, and its request; ImageExtractError naming the
-    file when it cannot be read or decoded."""
+def _read_entry(entry: BatchEntry) -> bytes:
     try:
-        data = entry.image.read_bytes()
+        return entry.image.read_bytes()
     except OSError as error:
         raise ImageExtractError(f"{entry.image}: cannot read the file: {error.strerror}") from error
-    prepared = prepare_image(
-        data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels,
-        name=str(entry.image),
-    )  # fmt: skip
-    request = ExtractionRequest(
+
+
+def _request(
+    settings: Settings, entry: BatchEntry, json_mode: bool, scene: Scene
+) -> ExtractionRequest:
+    return ExtractionRequest(
         prompt=entry.prompt, json_mode=json_mode, scene=scene,
         max_tokens=settings.max_output_tokens,
         schema=schema_of_prompt(entry.prompt) if json_mode else None,
     )  # fmt: skip
-    return data, prepared, request
+
+
+def prepare_entry(
+    settings: Settings, entry: BatchEntry, *, json_mode: bool, scene: Scene
+) -> tuple[bytes, PreparedImage, ExtractionRequest]:
+    """An entry's image read and prepared, and its request; ImageExtractError naming the
+    file when it cannot be read or decoded, or is a PDF (documents run live)."""
+    data = _read_entry(entry)
+    if is_pdf(data[:PDF_SNIFF_BYTES]):
+        raise InvalidRequest(
+            f"{entry.image} is a PDF: documents run live, not through the Batch API",
+            input=str(entry.image),
+        )
+    prepared = prepare_image(
+        data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels,
+        name=str(entry.image),
+    )  # fmt: skip
+    return data, prepared, _request(settings, entry, json_mode, scene)
+
+
+def document_reader(local: LocalProvider, settings: Settings) -> Reader:
+    """The printed text of an image or of every page of a PDF (lines carry their page),
+    read by the local engine: the evidence of another model's answer."""
+
+    def read(data: bytes) -> tuple[PrintedLine, ...]:
+        if is_pdf(data[:PDF_SNIFF_BYTES]):
+            pages = render_pages(data, max_side=settings.max_image_side, name="the document")
+            return local.read_pages(pages)[0]
+        return local.read(data)
+
+    return read
 
 
 def extract_one(
@@ -121,8 +152,23 @@ def extract_one(
                               "usage": None, "error": None}  # fmt: skip
     started = time.perf_counter()
     try:
-        data, prepared, request = prepare_entry(settings, entry, json_mode=json_mode, scene=scene)
-        result = provider.extract(prepared, request)
+        data = _read_entry(entry)
+        request = _request(settings, entry, json_mode, scene)
+        if is_pdf(data[:PDF_SNIFF_BYTES]):
+            name = str(entry.image)
+            count_pages(data, name=name, limit=settings.max_pages_per_document)
+            pages = render_pages(data, max_side=settings.max_image_side, name=name)
+            result = provider.extract_pages(pages, request)
+            record["pages"] = [
+                {"page": number, "source": str(source)}
+                for number, source in enumerate(result.page_sources or (), start=1)
+            ]
+        else:
+            prepared = prepare_image(
+                data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels,
+                name=str(entry.image),
+            )  # fmt: skip
+            result = provider.extract(prepared, request)
         output = read_answer(result.content, request.schema) if json_mode else result.content
         record["output"] = output
         if reader is not None and json_mode:

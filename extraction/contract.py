@@ -11,6 +11,7 @@ A provider turns a prepared image and a prompt into content plus token usage. It
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,12 +57,44 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class PrintedLine:
-    """One line of printed text as OCR read it: its box as fractions of the image's width
-    and height (x0, y0, x1, y1, top-left origin) and the OCR's confidence."""
+    """One line of printed text as OCR read it (or a PDF's text layer gave it): its box as
+    fractions of its page's width and height (x0, y0, x1, y1, top-left origin), the OCR's
+    confidence (1.0 for a text layer), and in a multi-page document its page (1-based)."""
 
     text: str
     box: tuple[float, float, float, float]
     confidence: float
+    page: int | None = None
+
+
+class PageSource(enum.StrEnum):
+    """How a document page was read: its PDF text layer, OCR of its picture, or (a remote
+    model) the picture alone."""
+
+    TEXT_LAYER = "text_layer"
+    OCR = "ocr"
+    IMAGE = "image"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPage:
+    """One page of a document (a PDF), rendered for the model.
+
+    ``text`` is the page's own text layer as lines, when it has a real one (a born-digital
+    PDF, or a scan with an OCR layer); None for a page that is only a picture.
+    """
+
+    number: int  # 1-based
+    image: PreparedImage
+    text: tuple[PrintedLine, ...] | None = None
+
+
+class DocumentMode(enum.StrEnum):
+    """A multi-page document gives one result filled from all its pages (``document``),
+    or one result per page (``pages``)."""
+
+    DOCUMENT = "document"
+    PAGES = "pages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +105,8 @@ class ModelResult:
     # The printed text the provider read, when it reads it itself (the local engine): the
     # evidence of its values is found there, without a second OCR pass.
     printed: tuple[PrintedLine, ...] | None = None
+    # A document's pages in order, each with how it was read (extract_pages only).
+    page_sources: tuple[PageSource, ...] | None = None
 
 
 class Provider(Protocol):
@@ -84,5 +119,14 @@ class Provider(Protocol):
     name: str
 
     def extract(self, image: PreparedImage, request: ExtractionRequest) -> ModelResult: ...
+
+    def extract_pages(
+        self, pages: Iterable[DocumentPage], request: ExtractionRequest
+    ) -> ModelResult:
+        """One result filled from all of a document's pages together. ``pages`` may be a
+        generator that renders each page as it is asked for: a provider takes them one at
+        a time and keeps no more pixels than it must (the local engine keeps a page's
+        lines, not its picture). ``printed`` lines carry their page."""
+        ...
 
     def close(self) -> None: ...

@@ -11,6 +11,10 @@ or as words spread over several lines. The best candidate's box (narrowed to the
 run inside a line), its text as printed, the OCR confidence and the match score make the
 evidence; ``grounded`` is false when nothing on the image supports the value (a value the
 model made up, or read from a part OCR could not read).
+
+In a document of several pages each line carries its page: lines of different pages are
+never joined into one candidate, and the evidence names the page its box is on (the box
+is in fractions of that page).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from itertools import groupby
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -44,9 +49,11 @@ class Evidence:
     ocr_confidence: float | None
     match: float
     grounded: bool
+    # The page (1-based) the box is on, for a document of several pages.
+    page: int | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "bbox": [round(v, 4) for v in self.bbox] if self.bbox is not None else None,
             "text": self.text,
             "ocr_confidence": round(self.ocr_confidence, 3)
@@ -55,6 +62,10 @@ class Evidence:
             "match": round(self.match, 3),
             "grounded": self.grounded,
         }
+        # A single image's evidence stays as it always was: no page key.
+        if self.page is not None:
+            found["page"] = self.page
+        return found
 
 
 def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -250,14 +261,20 @@ def _reading_order(lines: Sequence[PrintedLine]) -> list[PrintedLine]:
 
 
 def candidates(lines: Sequence[PrintedLine]) -> list[_Candidate]:
-    """Every run of one to WINDOW_LINES consecutive lines in reading order, the single
-    lines first: of two candidates that match as well, the smaller one is the evidence."""
-    ordered = _reading_order(lines)
+    """Every run of one to WINDOW_LINES consecutive lines in reading order, within one
+    page, the single lines first: of two candidates that match as well, the smaller one is
+    the evidence (and the earlier page's)."""
+    by_page = sorted(lines, key=lambda line: line.page or 0)
+    pages = [
+        _reading_order(list(on_page))
+        for _, on_page in groupby(by_page, key=lambda line: line.page or 0)
+    ]
     found = []
     for size in range(1, WINDOW_LINES + 1):
-        for start in range(len(ordered) - size + 1):
-            window = tuple(ordered[start : start + size])
-            found.append(_Candidate.of(window))
+        for ordered in pages:
+            for start in range(len(ordered) - size + 1):
+                window = tuple(ordered[start : start + size])
+                found.append(_Candidate.of(window))
     return found
 
 
@@ -388,6 +405,7 @@ def ground_value(value: Any, pool: Sequence[_Candidate]) -> Evidence:
         ocr_confidence=candidate.confidence,
         match=score,
         grounded=score >= GROUNDED_AT,
+        page=candidate.lines[0].page,
     )
 
 
@@ -395,3 +413,17 @@ def ground(result: Any, lines: Sequence[PrintedLine]) -> dict[str, dict[str, Any
     """Evidence for every non-empty leaf of ``result``, by its path."""
     pool = candidates(lines)
     return {path: ground_value(value, pool).as_json() for path, value in leaves(result)}
+
+
+def ground_pages(results: Any, lines: Sequence[PrintedLine]) -> dict[str, dict[str, Any]]:
+    """Evidence for a document read page by page: ``results[i]`` is page i + 1's result,
+    and its values are looked for on that page only (paths ``[0].total``, ``[1].date``)."""
+    by_page: dict[int | None, list[PrintedLine]] = {}
+    for line in lines:
+        by_page.setdefault(line.page, []).append(line)
+    evidence = {}
+    for index, result in enumerate(results if isinstance(results, list) else []):
+        pool = candidates(by_page.get(index + 1, []))
+        for path, value in leaves(result, f"[{index}]"):
+            evidence[path] = ground_value(value, pool).as_json()
+    return evidence

@@ -122,6 +122,7 @@ class Jobs:
         model: str | None = None,
         priority: str | None = None,
         mode: str | None = None,
+        document_mode: str | None = None,
         grounding: bool | None = None,
         normalize: bool | None = None,
         webhook_url: str | None = None,
@@ -130,12 +131,13 @@ class Jobs:
         idempotency_key: str | None = None,
         on_upload: UploadProgress | None = None,
     ) -> Job:
-        """Submit images (paths, bytes, or http(s) URLs) with a prompt or a schema (a JSON
-        template or JSON Schema: dict, JSON text or a file; JSON mode follows)."""
+        """Submit images or PDFs (paths, bytes, or http(s) URLs) with a prompt or a schema (a
+        JSON template or JSON Schema: dict, JSON text or a file; JSON mode follows). A PDF
+        gives one result from all its pages, or one per page with ``document_mode="pages"``."""
         fields = _fields(prompt, schema, json_mode, {
             "scene": scene, "model": model, "priority": priority, "mode": mode,
-            "grounding": grounding, "normalize": normalize, "webhook_url": webhook_url,
-            "metadata": metadata, "results_ttl": results_ttl,
+            "document_mode": document_mode, "grounding": grounding, "normalize": normalize,
+            "webhook_url": webhook_url, "metadata": metadata, "results_ttl": results_ttl,
         })  # fmt: skip
         sending = requests.submission(images, fields, idempotency_key)
         response = self.client.request("POST", "/v1/jobs", sending=sending, progress=on_upload)
@@ -341,6 +343,7 @@ class AsyncJobs:
         model: str | None = None,
         priority: str | None = None,
         mode: str | None = None,
+        document_mode: str | None = None,
         grounding: bool | None = None,
         normalize: bool | None = None,
         webhook_url: str | None = None,
@@ -351,8 +354,8 @@ class AsyncJobs:
     ) -> AsyncJob:
         fields = _fields(prompt, schema, json_mode, {
             "scene": scene, "model": model, "priority": priority, "mode": mode,
-            "grounding": grounding, "normalize": normalize, "webhook_url": webhook_url,
-            "metadata": metadata, "results_ttl": results_ttl,
+            "document_mode": document_mode, "grounding": grounding, "normalize": normalize,
+            "webhook_url": webhook_url, "metadata": metadata, "results_ttl": results_ttl,
         })  # fmt: skip
         sending = requests.submission(images, fields, idempotency_key)
         response = await self.client.request(

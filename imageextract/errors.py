@@ -70,8 +70,16 @@ class TooManyImages(APIError):
     code = "too_many_images"
 
 
+class TooManyPages(APIError):
+    code = "too_many_pages"
+
+
 class CorruptImage(APIError):
     code = "corrupt_image"
+
+
+class EncryptedPdf(APIError):
+    code = "encrypted_pdf"
 
 
 class ImageFetchFailed(APIError):

@@ -3,8 +3,12 @@
     python tests/fake_model_server.py --port 9100 [--latency 1.0]
 
 POST /v1/chat/completions answers with what it sees in the image: its width and height
-(tests draw images whose size encodes their index). Behaviour is set at run time with
-POST /_control (JSON): latency (s), error_rate, rate_limit_rate, retry_after (s),
+(tests draw images whose size encodes their index). A request with several images (a
+document's pages) is answered for all of them: in JSON mode {"width": <first image's>,
+"height": <first image's>, "pages": <images>, "page_sizes": [{"width", "height"} per image]},
+cut to the schema's own keys under `json_schema` as a strict server would; otherwise
+"<n> images of WxH, WxH, ... pixels.", and 85 prompt tokens per image. Behaviour is set
+at run time with POST /_control (JSON): latency (s), error_rate, rate_limit_rate, retry_after (s),
 timeout_rate (sleeps `hang` s), malformed_rate (content that is not JSON in JSON mode),
 misshaped_rate (JSON whose values have the wrong shape: {"width": {"px": 640}, "height":
 [480]}), broken_body_rate (an HTTP body that is not JSON), and fail_next / rate_limit_next /
@@ -14,7 +18,8 @@ json_schema (0: refuse `response_format: json_schema` with a 400, as servers wit
 structured outputs do). JSON mode is `response_format` `json_object` or `json_schema`. A
 call that carries an earlier answer (an assistant message: asked again) is never malformed
 or misshaped by the *_next counters. GET /_stats counts calls, the response formats asked
-for, and lists the arrivals (each call's image size, in the order the calls came).
+for, and lists the arrivals (each call's first image size, in the order the calls came) and
+the images each call carried ("images", in the same order).
 
 The Batch API as OpenAI's: POST /v1/files (multipart, purpose=batch), GET /v1/files/{id},
 GET /v1/files/{id}/content, DELETE /v1/files/{id}; POST /v1/batches, GET /v1/batches (newest
@@ -89,6 +94,7 @@ class FakeModel:
         self.in_flight = 0
         self.max_in_flight = 0
         self.arrivals: list[list[int]] = []
+        self.images: list[int] = []
         # Calls let through while held (release), not used yet.
         self.released = 0
 
@@ -104,7 +110,9 @@ class FakeModel:
             return self.random.random() < self.config[rate]
 
 
-def image_size(body: dict[str, Any]) -> tuple[int, int]:
+def image_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
+    """The size of every image in the request, in order; ValueError when there is none."""
+    sizes: list[tuple[int, int]] = []
     for message in body.get("messages", []):
         content = message.get("content")
         if not isinstance(content, list):
@@ -114,8 +122,41 @@ def image_size(body: dict[str, Any]) -> tuple[int, int]:
                 url = part["image_url"]["url"]
                 data = base64.b64decode(url.split(",", 1)[1])
                 with Image.open(io.BytesIO(data)) as image:
-                    return image.size
-    raise ValueError("no image in the request")
+                    sizes.append(image.size)
+    if not sizes:
+        raise ValueError("no image in the request")
+    return sizes
+
+
+def image_size(body: dict[str, Any]) -> tuple[int, int]:
+    return image_sizes(body)[0]
+
+
+def image_count(body: dict[str, Any]) -> int:
+    return sum(
+        1
+        for message in body.get("messages", [])
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if part.get("type") == "image_url"
+    )
+
+
+def pages_answer(sizes: list[tuple[int, int]], body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON answer to several images (pages); under ``json_schema`` only the schema's
+    top-level keys, as a strict server answers."""
+    (width, height), *_ = sizes
+    answer: dict[str, Any] = {
+        "width": width,
+        "height": height,
+        "pages": len(sizes),
+        "page_sizes": [{"width": w, "height": h} for w, h in sizes],
+    }
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = response_format.get("json_schema", {}).get("schema", {})
+        answer = {key: answer.get(key) for key in schema.get("properties", {})}
+    return answer
 
 
 def _slips(model: FakeModel, kind: str, asked_again: bool) -> bool:
@@ -132,7 +173,7 @@ def answer(model: FakeModel, body: dict[str, Any], kind: str = "") -> tuple[int,
     """A chat completion for this request body (status, JSON): what the image shows, or a
     400. ``kind`` prefixes the outcome's count (``batch_`` for batch lines)."""
     try:
-        width, height = image_size(body)
+        sizes = image_sizes(body)
     except Exception as error:
         model.count(f"{kind}bad_request")
         return 400, {"error": {"message": str(error)}}
@@ -143,6 +184,7 @@ def answer(model: FakeModel, body: dict[str, Any], kind: str = "") -> tuple[int,
         model.count(f"{kind}format_refused")
         return 400, {"error": {"message": "response_format json_schema is not supported"}}
     json_mode = response_format in ("json_object", "json_schema")
+    (width, height), pages = sizes[0], len(sizes)
     asked_again = any(m.get("role") == "assistant" for m in body.get("messages", []))
     if json_mode and _slips(model, "malformed", asked_again):
         model.count(f"{kind}malformed")
@@ -150,8 +192,12 @@ def answer(model: FakeModel, body: dict[str, Any], kind: str = "") -> tuple[int,
     elif json_mode and _slips(model, "misshaped", asked_again):
         model.count(f"{kind}misshaped")
         content = json.dumps({"width": {"px": width}, "height": [height]})
+    elif json_mode and pages > 1:
+        content = json.dumps(pages_answer(sizes, body))
     elif json_mode:
         content = json.dumps({"width": width, "height": height})
+    elif pages > 1:
+        content = f"{pages} images of {', '.join(f'{w}x{h}' for w, h in sizes)} pixels."
     else:
         content = f"An image of {width}x{height} pixels."
     model.count(f"{kind}ok")
@@ -167,7 +213,7 @@ def answer(model: FakeModel, body: dict[str, Any], kind: str = "") -> tuple[int,
             }
         ],
         "usage": {
-            "prompt_tokens": 85
+            "prompt_tokens": 85 * pages
             + len(json.dumps(body.get("messages", [{}])[-1].get("content", [{}])[0])) // 4,
             "completion_tokens": max(1, len(content) // 4),
             "total_tokens": 0,
@@ -412,6 +458,7 @@ def create_app(model: FakeModel) -> Starlette:
                 model.arrivals.append(list(image_size(body)))
             except Exception:
                 model.arrivals.append([0, 0])
+            model.images.append(image_count(body))
         try:
             # Held calls wait here until released, one per released call.
             while model.config["hold"]:
@@ -462,6 +509,7 @@ def create_app(model: FakeModel) -> Starlette:
             model.formats = {}
             model.max_in_flight = 0
             model.arrivals = []
+            model.images = []
             model.released = 0
         return JSONResponse(model.config)
 
@@ -471,7 +519,8 @@ def create_app(model: FakeModel) -> Starlette:
             return JSONResponse(
                 {"calls": dict(model.stats), "formats": dict(model.formats),
                  "in_flight": model.in_flight, "batches": batch_stats,
-                 "max_in_flight": model.max_in_flight, "arrivals": model.arrivals}
+                 "max_in_flight": model.max_in_flight, "arrivals": model.arrivals,
+                 "images": model.images}
             )  # fmt: skip
 
     return Starlette(

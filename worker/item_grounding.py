@@ -20,7 +20,9 @@ from core.errors import ImageExtractError, StorageUnavailable
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from db.models import ItemStatus
-from extraction.grounding import ground
+from extraction.contract import DocumentMode
+from extraction.grounding import ground, ground_pages
+from extraction.pdf import PDF_SNIFF_BYTES, is_pdf, render_pages
 from extraction.providers.local import LocalProvider
 from worker.item_processing import STORAGE_RETRY_DELAY, read_image
 from worker.runtime import WorkerRuntime
@@ -33,6 +35,8 @@ def ground_item(runtime: WorkerRuntime, item_id: uuid.UUID, attempt: int) -> Non
         item = jobs_repository.get_item(session, item_id)
         if item is None or item.status != ItemStatus.RUNNING or item.attempts != attempt:
             return  # ended meanwhile (cancelled, or run again after its lease)
+        job = jobs_repository.get_job(session, item.job_id)
+        by_page = job is not None and job.document_mode == DocumentMode.PAGES
         session.expunge(item)
     name = f"images[{item.index}]"
     evidence = None
@@ -41,7 +45,12 @@ def ground_item(runtime: WorkerRuntime, item_id: uuid.UUID, attempt: int) -> Non
         reader = runtime.provider("local")
         if not isinstance(reader, LocalProvider):
             raise TypeError("the local provider is the one that reads printed text")
-        evidence = ground(item.parsed, reader.read(data))
+        if is_pdf(data[:PDF_SNIFF_BYTES]):
+            pages = render_pages(data, max_side=runtime.settings.max_image_side, name=name)
+            printed, _sources = reader.read_pages(pages)
+            evidence = (ground_pages if by_page else ground)(item.parsed, printed)
+        else:
+            evidence = ground(item.parsed, reader.read(data))
     except StorageUnavailable as error:
         log.warning("item %s waits for image storage to be grounded: %s", item_id, error.message)
         broker.send(
@@ -60,6 +69,7 @@ def ground_item(runtime: WorkerRuntime, item_id: uuid.UUID, attempt: int) -> Non
         model_ms=item.model_ms,
         evidence=evidence,
         normalized=item.normalized,
+        pages=item.pages,
     )
     with unit_of_work(runtime.session_factory) as session:
         written = jobs_service.record_attempt_outcomes(

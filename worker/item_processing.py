@@ -13,13 +13,16 @@ No database session is open while the model works.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import queue
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -31,11 +34,21 @@ from core.errors import ImageExtractError, InvalidModelOutput, StorageUnavailabl
 from db import jobs as jobs_repository
 from db.engine import unit_of_work
 from db.models import ItemStatus
-from extraction.contract import ExtractionRequest, Scene
-from extraction.grounding import ground
+from extraction.contract import (
+    DocumentMode,
+    DocumentPage,
+    ExtractionRequest,
+    ModelResult,
+    PrintedLine,
+    Provider,
+    Scene,
+    Usage,
+)
+from extraction.grounding import ground, ground_pages
 from extraction.images import prepare_image
 from extraction.normalize import normalize
 from extraction.output import read_answer
+from extraction.pdf import PDF_SNIFF_BYTES, count_pages, is_pdf, render_pages
 from extraction.schema import schema_of_prompt
 from worker.image_fetch import fetch_image
 from worker.job_snapshots import JobSnapshot
@@ -234,6 +247,8 @@ def _snapshot(
         ),
         grounding=job.grounding,
         normalize=job.normalize,
+        document_mode=DocumentMode(job.document_mode),
+        account_id=job.account_id,
     )
     runtime.snapshots.put(job_id, snapshot)
     return snapshot
@@ -305,14 +320,21 @@ def _write(runtime: WorkerRuntime, ready: list[Done], queue: Queue) -> None:
 
 
 def read_image(
-    runtime: WorkerRuntime, storage_key: str | None, source_url: str | None, name: str
+    runtime: WorkerRuntime,
+    storage_key: str | None,
+    source_url: str | None,
+    name: str,
+    *,
+    account: uuid.UUID | None = None,
 ) -> bytes:
-    """An item's image: its temporary file, or its URL fetched. ImageExtractError when the
-    file is gone or the URL fails; StorageUnavailable while image storage is away."""
+    """An item's image: its temporary file, or its URL fetched (within the account's URL
+    download slots, when given). ImageExtractError when the file is gone or the URL fails;
+    StorageUnavailable while image storage is away."""
     if not storage_key:
         return fetch_image(
             runtime.fetch_client, source_url or "",
             max_bytes=runtime.settings.max_image_bytes, name=name,
+            account=account, slots=runtime.fetch_slots,
         )  # fmt: skip
     try:
         return runtime.store.read(storage_key)
@@ -326,7 +348,10 @@ def _run_model(
     settings = runtime.settings
     try:
         try:
-            data = read_image(runtime, claimed.storage_key, claimed.source_url, name)
+            data = read_image(
+                runtime, claimed.storage_key, claimed.source_url, name,
+                account=snapshot.account_id,
+            )  # fmt: skip
         except StorageUnavailable as error:
             log.warning("item %s waits for image storage: %s", claimed.id, error.message)
             return jobs_service.ItemOutcome(
@@ -335,50 +360,16 @@ def _run_model(
                 error_message=f"{name}: {error.message}; it runs again once storage answers",
                 requeue=True,
             )
-        prepared = prepare_image(
-            data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels, name=name
-        )
         provider = runtime.provider(snapshot.provider)
-        request = snapshot.request
+        if is_pdf(data[:PDF_SNIFF_BYTES]):
+            return _run_document(runtime, claimed, snapshot, provider, data, name)
+        prepared = prepare_image(
+            data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels,
+            name=name, budget=runtime.decode_budget,
+        )  # fmt: skip
         started = time.perf_counter()
-        result = provider.extract(prepared, request)
-        prompt_tokens = result.usage.prompt_tokens
-        completion_tokens = result.usage.completion_tokens
-        parsed = None
-        if request.json_mode:
-            try:
-                parsed = read_answer(result.content, request.schema)
-            except InvalidModelOutput as problem:
-                # Once more, told what was wrong: a model that slipped once usually fits the
-                # schema when shown where it did not (as instructor does).
-                again = dataclasses.replace(request, feedback=(result.content, problem.message))
-                result = provider.extract(prepared, again)
-                prompt_tokens += result.usage.prompt_tokens
-                completion_tokens += result.usage.completion_tokens
-                try:
-                    parsed = read_answer(result.content, request.schema)
-                except InvalidModelOutput as error:
-                    return jobs_service.ItemOutcome(
-                        succeeded=False, content=result.content, error_code=error.kind.code,
-                        error_message=f"{name}: {error.message}", prompt_tokens=prompt_tokens,
-                        completion_tokens=completion_tokens,
-                    )  # fmt: skip
-        model_ms = int((time.perf_counter() - started) * 1000)
-        evidence = None
-        if snapshot.grounding and parsed is not None and result.printed is not None:
-            evidence = ground(parsed, result.printed)
-        return jobs_service.ItemOutcome(
-            succeeded=True,
-            content=result.content,
-            parsed=parsed,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            model_ms=model_ms,
-            evidence=evidence,
-            normalized=normalize(parsed) if snapshot.normalize and parsed is not None else None,
-            # A remote model's answer: the image is read on the cpu queue for its evidence.
-            to_ground=snapshot.grounding and parsed is not None and result.printed is None,
-        )
+        answer = _answer(snapshot.request, lambda request: provider.extract(prepared, request))
+        return _outcome(snapshot, answer, name, started)
     except ImageExtractError as error:
         return jobs_service.ItemOutcome(
             succeeded=False, error_code=error.kind.code, error_message=error.message
@@ -390,6 +381,153 @@ def _run_model(
             error_code="internal_error",
             error_message=f"{name}: internal error while processing this image",
         )
+
+
+@dataclass
+class _Answer:
+    """A model's answer to one request, asked once more when it did not fit the schema."""
+
+    result: ModelResult
+    parsed: Any
+    prompt_tokens: int
+    completion_tokens: int
+    # Set when the answer still did not fit: what was wrong.
+    error: InvalidModelOutput | None = None
+
+
+def _answer(request: ExtractionRequest, ask: Callable[[ExtractionRequest], ModelResult]) -> _Answer:
+    result = ask(request)
+    answer = _Answer(result, None, result.usage.prompt_tokens, result.usage.completion_tokens)
+    if not request.json_mode:
+        return answer
+    try:
+        answer.parsed = read_answer(result.content, request.schema)
+    except InvalidModelOutput as problem:
+        # Once more, told what was wrong: a model that slipped once usually fits the
+        # schema when shown where it did not (as instructor does).
+        again = dataclasses.replace(request, feedback=(result.content, problem.message))
+        answer.result = ask(again)
+        answer.prompt_tokens += answer.result.usage.prompt_tokens
+        answer.completion_tokens += answer.result.usage.completion_tokens
+        try:
+            answer.parsed = read_answer(answer.result.content, request.schema)
+        except InvalidModelOutput as error:
+            answer.error = error
+    return answer
+
+
+def _outcome(
+    snapshot: JobSnapshot,
+    answer: _Answer,
+    name: str,
+    started: float,
+    *,
+    evidence_of: Callable[[Any, Sequence[PrintedLine]], dict[str, Any]] = ground,
+    content: str | None = None,
+    pages: list[dict[str, Any]] | None = None,
+) -> jobs_service.ItemOutcome:
+    """The outcome of an answer: failed when it never fitted; else with its evidence (read
+    here when the provider read the text itself, else on the cpu queue) and typed values."""
+    result, parsed = answer.result, answer.parsed
+    if answer.error is not None:
+        return jobs_service.ItemOutcome(
+            succeeded=False, content=result.content, error_code=answer.error.kind.code,
+            error_message=f"{name}: {answer.error.message}", prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )  # fmt: skip
+    evidence = None
+    if snapshot.grounding and parsed is not None and result.printed is not None:
+        evidence = evidence_of(parsed, result.printed)
+    return jobs_service.ItemOutcome(
+        succeeded=True,
+        content=result.content if content is None else content,
+        parsed=parsed,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        model_ms=int((time.perf_counter() - started) * 1000),
+        evidence=evidence,
+        normalized=normalize(parsed) if snapshot.normalize and parsed is not None else None,
+        # A remote model's answer: the image is read on the cpu queue for its evidence.
+        to_ground=snapshot.grounding and parsed is not None and result.printed is None,
+        pages=pages,
+    )
+
+
+def _run_document(
+    runtime: WorkerRuntime,
+    claimed: jobs_repository.ClaimedItem,
+    snapshot: JobSnapshot,
+    provider: Provider,
+    data: bytes,
+    name: str,
+) -> jobs_service.ItemOutcome:
+    """A PDF: its pages rendered one at a time as the provider takes them, and one result
+    filled from them all (document mode) or one result per page (pages mode)."""
+    settings = runtime.settings
+    count = count_pages(data, name=name, limit=settings.max_pages_per_document)
+    if claimed.page_count is None:  # a URL: priced by its pages now that they are known
+        with unit_of_work(runtime.session_factory) as session:
+            jobs_service.price_fetched_document(session, settings, claimed, count)
+
+    def pages(first: int = 1, last: int | None = None) -> Iterator[DocumentPage]:
+        return render_pages(
+            data, max_side=settings.max_image_side, name=name, first=first, last=last
+        )
+
+    started = time.perf_counter()
+    request = snapshot.request
+    if snapshot.document_mode == DocumentMode.DOCUMENT:
+        answer = _answer(request, lambda asked: provider.extract_pages(pages(), asked))
+        return _outcome(snapshot, answer, name, started, pages=_page_list(answer.result))
+    answers = []
+    for number in range(1, count + 1):
+        answer = _answer(request, functools.partial(_ask_page, provider, pages, number))
+        if answer.error is not None:
+            answer.error = InvalidModelOutput(
+                f"page {number}: {answer.error.message}", input=answer.error.input
+            )
+            return _outcome(snapshot, answer, name, started)
+        answers.append(answer)
+    whole = _Answer(
+        result=ModelResult(
+            content="",
+            usage=Usage(),
+            printed=None if any(a.result.printed is None for a in answers) else tuple(
+                line for a in answers for line in a.result.printed or ()
+            ),
+            page_sources=tuple(
+                source for a in answers for source in a.result.page_sources or ()
+            ),
+        ),
+        parsed=[a.parsed for a in answers] if request.json_mode else None,
+        prompt_tokens=sum(a.prompt_tokens for a in answers),
+        completion_tokens=sum(a.completion_tokens for a in answers),
+    )  # fmt: skip
+    content = json.dumps(
+        [a.parsed if request.json_mode else a.result.content for a in answers], ensure_ascii=False
+    )
+    return _outcome(
+        snapshot, whole, name, started, evidence_of=ground_pages, content=content,
+        pages=_page_list(whole.result),
+    )  # fmt: skip
+
+
+def _ask_page(
+    provider: Provider,
+    pages: Callable[[int, int], Iterator[DocumentPage]],
+    number: int,
+    request: ExtractionRequest,
+) -> ModelResult:
+    return provider.extract_pages(pages(number, number), request)
+
+
+def _page_list(result: ModelResult) -> list[dict[str, Any]] | None:
+    if result.page_sources is None:
+        return None
+    return [
+        {"page": number, "source": str(source)}
+        for number, source in enumerate(result.page_sources, start=1)
+    ]
 
 
 def _fail_if_out_of_attempts(runtime: WorkerRuntime, session: Session, item_id: uuid.UUID) -> None:

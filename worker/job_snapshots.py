@@ -12,7 +12,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from extraction.contract import ExtractionRequest
+from extraction.contract import DocumentMode, ExtractionRequest
 
 MAX_JOBS = 256
 
@@ -25,6 +25,10 @@ class JobSnapshot:
     grounding: bool = False
     # Typed dates and amounts (extraction.normalize).
     normalize: bool = False
+    # A PDF's result: one from all its pages, or one per page.
+    document_mode: DocumentMode = DocumentMode.DOCUMENT
+    # Whose job it is: URL downloads are capped per account.
+    account_id: uuid.UUID | None = None
 
 
 class JobSnapshots:

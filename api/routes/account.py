@@ -36,12 +36,17 @@ def get_account(account: AccountDep, state: StateDep) -> AccountOut:
         id=account.id,
         name=account.name,
         balance=account.credit_balance,
-        price=PriceOut(per_job=settings.credits_per_job, per_image=settings.credits_per_image),
+        price=PriceOut(
+            per_job=settings.credits_per_job,
+            per_image=settings.credits_per_image,
+            per_page=settings.resolved_credits_per_page,
+        ),
         limits=LimitsOut(
             rate_limit=RateLimitOut(
                 requests_per_minute=account.rate_limit_per_minute or settings.rate_limit_per_minute
             ),
             max_images_per_job=settings.max_images_per_job,
+            max_pages_per_document=settings.max_pages_per_document,
             max_image_bytes=settings.max_image_bytes,
             max_job_bytes=settings.max_job_bytes,
             max_prompt_chars=settings.max_prompt_chars,

@@ -152,7 +152,7 @@ async def extract_image(
         file_fields=set(),
         input_method_key="inputMethod",
         to_options=body.to_options,
-        rules=IntakeRules(other_pillow_formats=True),
+        rules=IntakeRules(other_pillow_formats=True, documents=False),
         check_fields=_check_fields,
         # DumplingAI's own clients send one image as "image".
         image_keys={"images": True, "image": False},

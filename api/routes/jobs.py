@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.dependencies import AccountDep, JobDep, SessionDep, ShortAccountDep, StateDep
 from api.pagination import decode_cursor, page
+from api.result_streams import CountedStream, finished_pages
 from api.results_csv import CsvResults
 from api.schemas.jobs import (
     CreditsOut,
@@ -39,7 +40,6 @@ from core import jobs as jobs_service
 from core.errors import Gone, InvalidRequest
 from db import jobs as jobs_repository
 from db import provider_batches as provider_batches_repository
-from db.engine import unit_of_work
 from db.models import (
     ItemStatus,
     Job,
@@ -138,7 +138,8 @@ def list_jobs(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobPage:
-    """The account's jobs, newest first, filtered by status and creation time."""
+    """The account's jobs, newest first, filtered by status and creation time (a summary of
+    each: its prompt and metadata are in GET /v1/jobs/{id})."""
     for name, value in (("created_after", created_after), ("created_before", created_before)):
         if value is not None and value.tzinfo is None:
             raise InvalidRequest(f"{name} needs a time zone, e.g. 2026-11-21T00:00:00Z", input=name)
@@ -169,7 +170,6 @@ def list_jobs(
                     captured=job.credits_captured,
                     refunded=job.credits_refunded,
                 ),
-                metadata=job.user_metadata,
                 created_at=job.created_at,
                 finished_at=job.finished_at,
             )
@@ -199,6 +199,7 @@ def job_out(
         priority=job.priority,
         images_ahead=images_ahead,
         mode=job.mode,
+        document_mode=job.document_mode,
         provider_batches=[
             ProviderBatchOut(
                 id=batch.provider_batch_id,
@@ -235,9 +236,7 @@ def job_out(
         started_at=job.started_at,
         cancelled_at=job.cancelled_at,
         finished_at=job.finished_at,
-        results_expire_at=job.finished_at + timedelta(seconds=job.results_ttl_seconds)
-        if job.finished_at and not job.purged_at
-        else None,
+        results_expire_at=job.results_expire_at if not job.purged_at else None,
         purged_at=job.purged_at,
     )
 
@@ -288,6 +287,8 @@ def item_out(item: JobItem) -> ItemOut:
         source_name=item.source_name,
         source_kind=item.source_kind,
         status=item.status,
+        page_count=item.page_count,
+        pages=item.pages,
         content=item.content,
         parsed=item.parsed,
         evidence=item.evidence,
@@ -330,16 +331,22 @@ def list_job_items(
     response_class=StreamingResponse,
     responses={200: {"content": {"application/jsonl": {}}, "description": "One item per line"}},
 )
-def get_job_results(job: JobDep, state: StateDep) -> StreamingResponse:
-    """Every finished item in input order as JSON Lines; works while the job runs."""
+def get_job_results(job: JobDep, account: AccountDep, state: StateDep) -> StreamingResponse:
+    """Every finished item in input order as JSON Lines; works while the job runs.
+
+    An account may read a few results streams at once (429 past
+    `max_result_streams_per_account`)."""
     _check_not_purged(job)
 
-    def lines() -> Iterator[bytes]:
-        with unit_of_work(state.session_factory) as session:
-            for item in jobs_repository.iter_finished_items(session, job.id):
-                yield item_out(item).model_dump_json().encode() + b"\n"
+    def lines(items: list[JobItem]) -> bytes:
+        return b"".join(item_out(item).model_dump_json().encode() + b"\n" for item in items)
 
-    return StreamingResponse(lines(), media_type="application/jsonl")
+    on_end = state.result_streams.open(
+        account.id, state.settings.max_result_streams_per_account, "GET /v1/jobs/{id}/results"
+    )
+    return CountedStream(
+        finished_pages(state.session_factory, job.id, lines), on_end, media_type="application/jsonl"
+    )
 
 
 @router.get(
@@ -347,25 +354,31 @@ def get_job_results(job: JobDep, state: StateDep) -> StreamingResponse:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "One row per image"}},
 )
-def get_job_results_csv(job: JobDep, state: StateDep) -> StreamingResponse:
+def get_job_results_csv(job: JobDep, account: AccountDep, state: StateDep) -> StreamingResponse:
     """Every finished item in input order as CSV: the template's keys as columns (nested
     objects as ``seller.name``; a row per element of its first list of objects)."""
     _check_not_purged(job)
-    prompt, json_mode = job.prompt, job.json_mode
+    buffer = io.StringIO()
+    table = CsvResults(
+        buffer, job.prompt, job.json_mode, base=["index", "source_name"],
+        by_page=job.document_mode == "pages",
+    )  # fmt: skip
 
-    def rows() -> Iterator[bytes]:
-        buffer = io.StringIO()
-        table = CsvResults(buffer, prompt, json_mode, base=["index", "source_name"])
-        with unit_of_work(state.session_factory) as session:
-            for item in jobs_repository.iter_finished_items(session, job.id):
-                table.write(item_out(item).model_dump(mode="json"))
-                yield buffer.getvalue().encode()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue().encode()
+    def rows(items: list[JobItem]) -> bytes:
+        # The first page also carries the header row, which the table wrote when made.
+        for item in items:
+            table.write(item_out(item).model_dump(mode="json"))
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text.encode()
 
-    return StreamingResponse(
-        rows(), media_type="text/csv; charset=utf-8",
+    on_end = state.result_streams.open(
+        account.id, state.settings.max_result_streams_per_account, "GET /v1/jobs/{id}/results.csv"
+    )
+    return CountedStream(
+        finished_pages(state.session_factory, job.id, rows), on_end,
+        media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{job.id}.csv"'},
     )  # fmt: skip
 

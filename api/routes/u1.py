@@ -99,7 +99,10 @@ async def extract(
         input_method_key="input_method",
         to_options=form.to_options,
         rules=IntakeRules(
-            max_image_bytes=state.settings.u1_max_image_bytes, max_images=1, formats=U1_FORMATS
+            max_image_bytes=state.settings.u1_max_image_bytes,
+            max_images=1,
+            formats=U1_FORMATS,
+            documents=False,
         ),
         check_fields=_check_fields,
     )

@@ -16,11 +16,13 @@ class RateLimitOut(BaseModel):
 class PriceOut(BaseModel):
     per_job: int
     per_image: int
+    per_page: int = Field(default=1, description="Each page of a PDF.")
 
 
 class LimitsOut(BaseModel):
     rate_limit: RateLimitOut
-    max_images_per_job: int
+    max_images_per_job: int = Field(description="Images and PDF pages, together.")
+    max_pages_per_document: int = Field(default=500, description="Pages of one PDF.")
     max_image_bytes: int
     max_job_bytes: int
     max_prompt_chars: int

@@ -49,6 +49,13 @@ class JobFields(BaseModel):
         "provider's Batch API (openai provider): results within 24 hours, at the batch price "
         "per image (IMAGEEXTRACT_BATCH_PRICE_PER_IMAGE, default half the live price).",
     )
+    document_mode: Literal["document", "pages"] = Field(
+        default="document",
+        description="For PDFs: document, one result filled from all of a document's pages "
+        "together; pages, one result per page (`parsed` is then a list, one entry a page). "
+        "A PDF costs IMAGEEXTRACT_CREDITS_PER_PAGE a page, and each page counts towards the "
+        "job's limit of images.",
+    )
     results_ttl: int | None = Field(
         default=None,
         ge=MIN_RESULTS_TTL,
@@ -150,6 +157,7 @@ class JobOut(BaseModel):
         "priority; other accounts of the same priority take turns with it).",
     )
     mode: Literal["live", "batch"]
+    document_mode: Literal["document", "pages"]
     provider_batches: list[ProviderBatchOut] = Field(
         default_factory=list, description="With mode batch: the job's batches at the provider."
     )
@@ -184,7 +192,6 @@ class JobSummary(BaseModel):
     items_cancelled: int
     progress: float
     credits: CreditsOut
-    metadata: dict[str, Any] | None
     created_at: datetime
     finished_at: datetime | None
 
@@ -227,6 +234,19 @@ class Evidence(BaseModel):
     grounded: bool = Field(
         description="False when nothing on the image supports the value: check it."
     )
+    page: int | None = Field(
+        default=None,
+        description="In a PDF: the page (from 1) that bbox is on; bbox is then a fraction of "
+        "that page. null for images.",
+    )
+
+
+class PageOut(BaseModel):
+    page: int = Field(description="From 1.")
+    source: Literal["text_layer", "ocr", "image"] = Field(
+        description="How it was read: its text layer (exact, no OCR), OCR of the page's "
+        "picture, or the picture by a vision model."
+    )
 
 
 class ItemOut(BaseModel):
@@ -234,6 +254,10 @@ class ItemOut(BaseModel):
     source_name: str | None
     source_kind: str
     status: ItemStatusName
+    page_count: int | None = Field(default=None, description="A PDF's pages; null for an image.")
+    pages: list[PageOut] | None = Field(
+        default=None, description="A PDF's pages once read, each with how it was read."
+    )
     content: str | None
     parsed: Any = Field(default=None, description="The content as JSON, in JSON mode.")
     evidence: dict[str, Evidence] | None = Field(

@@ -110,19 +110,49 @@ function leaves(value, path, out) {
   return out;
 }
 
-function snippets(origin, prompt, jsonMode, scene, name) {
-  const quoted = prompt.replace(/'/g, "'\\''");
+// A shell word that stands for `text` exactly: in single quotes, each ' written as '\''.
+function shellWord(text) {
+  return `'${text.replace(/'/g, "'\\''")}'`;
+}
+
+// The file name in curl's `-F images=@name`: curl ends a name at ; or , and unquotes one that
+// starts with " (or trims spaces), so such a name goes in curl's own quotes, \ and " escaped.
+function curlFileName(name) {
+  return /[;,]|^["\s]|\s$/.test(name) ? `"${name.replace(/[\\"]/g, "\\$&")}"` : name;
+}
+
+// A Python string literal that evaluates to `text`: printable characters as they are, and
+// control, invisible or lone surrogate characters escaped, so none hides in the snippet.
+function pythonString(text) {
+  const escapes = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+  const hex = (code, width) => code.toString(16).padStart(width, "0");
+  let literal = "";
+  for (const character of text) {
+    const code = character.codePointAt(0);
+    if (escapes[character]) literal += escapes[character];
+    else if (!/\p{C}/u.test(character)) literal += character;
+    else if (code < 0x100) literal += `\\x${hex(code, 2)}`;
+    else if (code < 0x10000) literal += `\\u${hex(code, 4)}`;
+    else literal += `\\U${hex(code, 8)}`;
+  }
+  return `"${literal}"`;
+}
+
+function snippets(origin, prompt, jsonMode, scene, name, documentMode) {
+  // Only what differs from the API's defaults, as someone would write it.
+  const pages = documentMode && documentMode !== "document";
+  // --form-string: curl would read a prompt that starts with @ or < as a file's name.
   const curl = [
-    `curl -s '${origin}/v1/jobs?wait=60' -H "Authorization: Bearer $IMAGEEXTRACT_API_KEY" \\`,
-    `  -F images=@${name} -F 'prompt=${quoted}' \\`,
-    `  -F json_mode=${jsonMode} -F scene=${scene} -F grounding=true`,
+    `curl -s ${shellWord(`${origin}/v1/jobs?wait=60`)} -H "Authorization: Bearer $IMAGEEXTRACT_API_KEY" \\`,
+    `  -F ${shellWord(`images=@${curlFileName(name)}`)} --form-string ${shellWord(`prompt=${prompt}`)} \\`,
+    `  -F json_mode=${jsonMode} -F scene=${scene} -F grounding=true${pages ? ` -F document_mode=${documentMode}` : ""}`,
   ].join("\n");
   const python = [
     "from imageextract import Client",
     "",
-    `client = Client("${origin}")  # the key from IMAGEEXTRACT_API_KEY`,
-    `job = client.jobs.create(images=["${name}"], prompt=${JSON.stringify(prompt)},`,
-    `                         json_mode=${jsonMode ? "True" : "False"}, scene="${scene}", grounding=True)`,
+    `client = Client(${pythonString(origin)})  # the key from IMAGEEXTRACT_API_KEY`,
+    `job = client.jobs.create(images=[${pythonString(name)}], prompt=${pythonString(prompt)},`,
+    `                         json_mode=${jsonMode ? "True" : "False"}, scene="${scene}", grounding=True${pages ? `, document_mode="${documentMode}"` : ""})`,
     "for item in job.wait(timeout=60).results():",
     "    print(item.parsed, item.evidence)",
   ].join("\n");
@@ -140,9 +170,115 @@ function copyable(label, text) {
   return h("div", {}, h("div", { class: "row" }, h("h2", {}, label), button), code);
 }
 
-function showResult(panel, figure, item) {
+async function isPdf(file) {
+  if (file.type === "application/pdf") return true;
+  if (file.type.startsWith("image/")) return false;
+  // As the API tells: a %PDF- header within the first 1024 bytes.
+  return (await file.slice(0, 1024).text()).includes("%PDF-");
+}
+
+async function previewPage(file, page) {
+  const body = new FormData();
+  body.append("file", file, file.name);
+  body.append("page", String(page));
+  const response = await api("/v1/previews", { method: "POST", body });
+  return { blob: await response.blob(), count: Number(response.headers.get("X-Page-Count")) || 1 };
+}
+
+// What the playground shows of the chosen file, in `pane`: the image itself, or a PDF's pages
+// one under the other. Browsers draw nothing of a PDF in an <img>, so the API draws each page
+// (POST /v1/previews) when it comes near the screen, one request at a time: each sends the
+// PDF again. figure(page) is where that page's evidence boxes go.
+function viewerFor(pane, file, pdf) {
+  const figures = [];
+  const urls = [];
+  const viewer = { pane, pdf, closed: false, observer: null };
+  viewer.figure = (page) => figures[(page || 1) - 1] || null;
+  viewer.close = () => {
+    viewer.closed = true;
+    if (viewer.observer) viewer.observer.disconnect();
+    urls.forEach((url) => URL.revokeObjectURL(url));
+  };
+  const show = (image, blob) => {
+    const url = URL.createObjectURL(blob);
+    urls.push(url);
+    image.src = url;
+  };
+  pane.classList.toggle("document", pdf);
+  if (!pdf) {
+    const image = h("img", { alt: "The image sent", id: "preview" });
+    show(image, file);
+    figures.push(h("div", { class: "figure" }, image));
+    pane.replaceChildren(figures[0]);
+    viewer.ready = Promise.resolve();
+    return viewer;
+  }
+  const status = h("p", { role: "status" }, "Drawing the PDF's pages…");
+  pane.replaceChildren(status);
+  viewer.ready = (async () => {
+    let first;
+    try {
+      first = await previewPage(file, 1);
+    } catch (error) {
+      if (!viewer.closed) { status.textContent = `This PDF cannot be shown: ${error.message}`; status.classList.add("error"); }
+      return;
+    }
+    if (viewer.closed) return;
+    const firstImage = new Image();
+    show(firstImage, first.blob);
+    await firstImage.decode().catch(() => null);
+    // Until a page is drawn it holds the first page's shape: most documents keep one size.
+    const ratio = `${firstImage.naturalWidth || 612} / ${firstImage.naturalHeight || 792}`;
+    let queue = Promise.resolve();
+    const load = (figure, image, number) => {
+      queue = queue.then(async () => {
+        if (viewer.closed) return;
+        try {
+          show(image, (await previewPage(file, number)).blob);
+        } catch (error) {
+          figure.after(h("p", { class: "error" }, `Page ${number} cannot be shown: ${error.message}`));
+        }
+      });
+    };
+    viewer.observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        viewer.observer.unobserve(entry.target);
+        load(entry.target, entry.target.querySelector("img"), Number(entry.target.dataset.page));
+      }
+    }, { rootMargin: "400px 0px" });
+    const pages = [];
+    for (let number = 1; number <= first.count; number += 1) {
+      const label = `Page ${number} of ${first.count}`;
+      const image = h("img", { alt: label, hidden: true });
+      const figure = h("div", { class: "figure pending", "data-page": number }, image);
+      figure.style.aspectRatio = ratio;
+      image.addEventListener("load", () => {
+        image.hidden = false;
+        figure.classList.remove("pending");
+        figure.style.aspectRatio = "";
+      });
+      figures.push(figure);
+      pages.push(h("div", { class: "page" }, h("p", { class: "page-label" }, label), figure));
+      if (number === 1) image.src = firstImage.src;
+      else viewer.observer.observe(figure);
+    }
+    pane.replaceChildren(...pages);
+  })();
+  return viewer;
+}
+
+// Scrolls the pages' pane (and only it) to bring `element` into view, when it is out of view.
+function reveal(pane, element) {
+  const outer = pane.getBoundingClientRect();
+  const inner = element.getBoundingClientRect();
+  if (inner.top >= outer.top && inner.bottom <= outer.bottom) return;
+  pane.scrollTop += (inner.top + inner.bottom) / 2 - (outer.top + outer.bottom) / 2;
+}
+
+function showResult(panel, viewer, item) {
   panel.replaceChildren();
-  figure.querySelectorAll(".box").forEach((box) => box.remove());
+  viewer.pane.querySelectorAll(".box").forEach((box) => box.remove());
   if (item.error) panel.append(h("p", { role: "alert", class: "error" }, `${item.error.code}: ${item.error.message || ""}`));
   if (item.parsed === null || item.parsed === undefined) {
     panel.append(h("pre", {}, item.content || ""));
@@ -152,8 +288,10 @@ function showResult(panel, figure, item) {
   const list = h("ul", { class: "fields", "aria-label": "Extracted values" });
   for (const [path, value] of leaves(item.parsed, "", [])) {
     const found = evidence[path];
+    // In a PDF, bbox is a fraction of the page the evidence names.
+    const figure = found && found.bbox ? viewer.figure(found.page) : null;
     let box = null;
-    if (found && found.bbox) {
+    if (figure) {
       const [x0, y0, x1, y1] = found.bbox;
       box = h("div", { class: `box${found.grounded ? "" : " ungrounded"}`, "data-path": path });
       box.style.left = `${x0 * 100}%`;
@@ -162,10 +300,17 @@ function showResult(panel, figure, item) {
       box.style.height = `${(y1 - y0) * 100}%`;
       figure.append(box);
     }
+    const where = viewer.pdf ? (found && found.page ? `on page ${found.page}` : "in the document") : "on the image";
     const badge = found && !found.grounded
-      ? h("span", { class: "badge" }, "not found on the image")
-      : found ? h("span", { class: "badge ok" }, "on the image") : null;
-    const light = (on) => { if (box) box.classList.toggle("active", on); button.classList.toggle("active", on); };
+      ? h("span", { class: "badge" }, viewer.pdf ? "not found in the document" : "not found on the image")
+      : found ? h("span", { class: "badge ok" }, where) : null;
+    const light = (on) => {
+      if (box) {
+        box.classList.toggle("active", on);
+        if (on) reveal(viewer.pane, box);
+      }
+      button.classList.toggle("active", on);
+    };
     const button = h("button", {
       type: "button", class: "field", "data-path": path,
       onmouseenter: () => light(true), onmouseleave: () => light(false),
@@ -178,26 +323,34 @@ function showResult(panel, figure, item) {
 
 async function playground(main) {
   let file = null;
-  const picker = h("input", { id: "image", type: "file", accept: "image/*" });
-  const chosen = h("span", { id: "chosen" }, "No image yet.");
+  let viewer = null;
+  const picker = h("input", { id: "image", type: "file", accept: "image/*,application/pdf,.pdf" });
+  const chosen = h("span", { id: "chosen" }, "No file yet.");
   const drop = h("div", { class: "drop" },
-    h("label", { for: "image" }, "Image"), h("p", {}, "Drop an image here, or choose one: "), picker, " ", chosen);
+    h("label", { for: "image" }, "Image or PDF"), h("p", {}, "Drop an image or a PDF here, or choose one: "), picker, " ", chosen);
   const prompt = h("textarea", { id: "prompt", "aria-describedby": "prompt-help" });
   prompt.value = JSON.stringify(EXAMPLES.Receipt, null, 2);
   const scene = h("select", { id: "scene" }, h("option", { value: "general" }, "general"), h("option", { value: "medical" }, "medical"));
   const jsonMode = h("input", { id: "json-mode", type: "checkbox", checked: true });
+  const documentMode = h("select", { id: "document-mode" },
+    h("option", { value: "document" }, "one result per document"), h("option", { value: "pages" }, "one result per page"));
+  const documentChoice = h("label", { class: "inline", for: "document-mode", hidden: true }, "PDF", documentMode);
   const run = h("button", { type: "submit", id: "run" }, "Run");
   const status = h("p", { role: "status", id: "run-status" });
-  const image = h("img", { alt: "The image sent", id: "preview", hidden: true });
-  const figure = h("div", { class: "figure" }, image);
+  const pane = h("div", { class: "pages", id: "pages" });
   const panel = h("div", { id: "result" });
   const code = h("div", { id: "code" });
-  const take = (chosenFile) => {
+  const take = async (chosenFile) => {
     if (!chosenFile) return;
     file = chosenFile;
     chosen.textContent = `${file.name} (${Math.round(file.size / 1024)} KB)`;
-    image.src = URL.createObjectURL(file);
-    image.hidden = false;
+    const pdf = await isPdf(file);
+    if (file !== chosenFile) return;  // another file was chosen meanwhile
+    documentChoice.hidden = !pdf;
+    panel.replaceChildren();
+    code.replaceChildren();
+    if (viewer) viewer.close();
+    viewer = viewerFor(pane, file, pdf);
   };
   picker.addEventListener("change", () => take(picker.files[0]));
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
@@ -210,13 +363,16 @@ async function playground(main) {
   const form = h("form", {
     onsubmit: async (event) => {
       event.preventDefault();
-      if (!file) { status.textContent = "Choose an image first."; picker.focus(); return; }
+      if (!file || !viewer) { status.textContent = "Choose an image or a PDF first."; picker.focus(); return; }
+      const shown = viewer;
+      const mode = shown.pdf ? documentMode.value : null;
       const body = new FormData();
       body.append("images", file, file.name);
       body.append("prompt", prompt.value);
       body.append("json_mode", jsonMode.checked ? "true" : "false");
       body.append("scene", scene.value);
       body.append("grounding", "true");
+      if (mode) body.append("document_mode", mode);
       run.disabled = true;
       status.textContent = "Running…";
       try {
@@ -227,8 +383,9 @@ async function playground(main) {
         }
         const items = job.results || (await json(`/v1/jobs/${job.id}/items`)).items;
         status.replaceChildren(`Job ${job.status}. `, h("a", { href: `#/job/${job.id}` }, "See the job"));
-        showResult(panel, figure, items[0]);
-        const { curl, python } = snippets(location.origin, prompt.value, jsonMode.checked, scene.value, file.name);
+        await shown.ready;
+        showResult(panel, shown, items[0]);
+        const { curl, python } = snippets(location.origin, prompt.value, jsonMode.checked, scene.value, file.name, mode);
         code.replaceChildren(copyable("curl", curl), copyable("Python", python));
       } catch (error) {
         status.textContent = error.message;
@@ -243,10 +400,11 @@ async function playground(main) {
   h("div", { class: "row" },
     h("label", { class: "inline", for: "scene" }, "Scene", scene),
     h("label", { class: "inline", for: "json-mode" }, jsonMode, "JSON mode"),
+    documentChoice,
     run),
   status);
   main.append(h("h1", {}, "Playground"), form,
-    h("div", { class: "columns" }, h("section", { "aria-label": "Image" }, figure), h("section", { "aria-label": "Result" }, panel)),
+    h("div", { class: "columns" }, h("section", { "aria-label": "The file sent" }, pane), h("section", { "aria-label": "Result" }, panel)),
     code);
 }
 
@@ -285,14 +443,35 @@ async function jobs(main) {
   timer = setInterval(() => refresh().catch(showError), 2000);
 }
 
+const SOURCES = { text_layer: "text layer", ocr: "OCR", image: "read as a picture" };
+
+// How a PDF's pages were read, runs of pages read alike together: "pages 1–3: text layer; page 4: OCR".
+function pageSources(pages) {
+  const runs = [];
+  for (const { page, source } of pages || []) {
+    const last = runs[runs.length - 1];
+    if (last && last.source === source && last.to === page - 1) last.to = page;
+    else runs.push({ from: page, to: page, source });
+  }
+  return runs.map(({ from, to, source }) =>
+    `${from === to ? `page ${from}` : `pages ${from}–${to}`}: ${SOURCES[source] || source}`).join("; ");
+}
+
+function pagesCell(item) {
+  if (!item.page_count) return h("td", {}, "—");
+  return h("td", { "data-pages": item.page_count },
+    item.page_count === 1 ? "1 page" : `${item.page_count} pages`,
+    item.pages && item.pages.length ? h("span", { class: "sources" }, pageSources(item.pages)) : null);
+}
+
 async function job(main, id) {
   const summary = h("dl", { class: "summary" });
   const actions = h("div", { class: "row" });
   const body = h("tbody");
   main.append(h("h1", {}, `Job ${id.slice(0, 8)}`), summary, actions,
-    h("h2", {}, "Images"),
+    h("h2", {}, "Images and PDFs"),
     h("div", { class: "table" }, h("table", {},
-      h("thead", {}, h("tr", {}, ["#", "Name", "Status", "Error", "Result"].map((name) => h("th", { scope: "col" }, name)))),
+      h("thead", {}, h("tr", {}, ["#", "Name", "Pages", "Status", "Error", "Result"].map((name) => h("th", { scope: "col" }, name)))),
       body)));
   const refresh = async () => {
     const data = await json(`/v1/jobs/${id}`);
@@ -321,7 +500,7 @@ async function job(main, id) {
     actions.replaceChildren(...buttons);
     const items = (await json(`/v1/jobs/${id}/items?limit=100`)).items;
     body.replaceChildren(...items.map((item) => h("tr", {},
-      h("td", {}, item.index), h("td", {}, item.source_name || "—"),
+      h("td", {}, item.index), h("td", {}, item.source_name || "—"), pagesCell(item),
       h("td", { class: `status-${item.status}` }, item.status),
       h("td", {}, item.error ? `${item.error.code}: ${item.error.message || ""}` : ""),
       h("td", {}, h("code", {}, item.parsed !== null && item.parsed !== undefined ? JSON.stringify(item.parsed) : (item.content || ""))))));
@@ -396,13 +575,19 @@ async function account(main) {
 // Pages
 
 const PAGES = { signin: signIn, playground, jobs, job, account };
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+// The address names a page and, for a job's page, the job's id and nothing more: whatever
+// follows the id (a ?purge=true, say) is dropped, so no link can change what a button does.
 async function route() {
   if (timer) { clearInterval(timer); timer = null; }
-  const [name, argument] = location.hash.replace(/^#\/?/, "").split("/");
+  const [name, argument] = location.hash.replace(/^#\/?/, "").split(/[/?]/);
   const signedIn = Boolean(sessionStorage.getItem(KEY));
-  const page = signedIn ? (PAGES[name] && name !== "signin" ? name : "playground") : "signin";
-  if (page !== name) { location.hash = `#/${page}`; return; }
+  let page = signedIn ? (Object.hasOwn(PAGES, name) && name !== "signin" ? name : "playground") : "signin";
+  const id = page === "job" && JOB_ID.test(argument || "") ? argument.toLowerCase() : null;
+  if (page === "job" && !id) page = "jobs";
+  const address = id ? `#/job/${id}` : `#/${page}`;
+  if (location.hash !== address) { location.replace(address); return; }
   document.getElementById("nav").hidden = !signedIn;
   document.querySelectorAll("#nav a").forEach((link) => {
     if (link.getAttribute("href") === `#/${page}`) link.setAttribute("aria-current", "page");
@@ -412,7 +597,7 @@ async function route() {
   main.replaceChildren();
   document.title = `imageextract: ${page}`;
   try {
-    await PAGES[page](main, argument);
+    await PAGES[page](main, id);
   } catch (error) {
     showError(error);
   }

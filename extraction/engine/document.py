@@ -5,6 +5,7 @@ prompt and fills it: a key's value is found next to (right of, or under) its pri
 checked against the type the key expects; keys nobody labels on receipts (issuer name and
 address, the payable total, the date) fall back to layout rules. Keys with nothing that
 fits are ``null``. A prompt without a schema gets the recognised text in reading order.
+``extract_pages`` does the same for a document of several pages, read as one tall page.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import CorruptImage
-from extraction.contract import PrintedLine, Scene, Usage
+from extraction.contract import DocumentPage, PageSource, PrintedLine, Scene, Usage
 from extraction.engine import merchant, totals
 from extraction.engine.labels import LabelHit, find_labels
-from extraction.engine.layout import Fragment, Page, build_page
-from extraction.engine.ocr import Reading, TextRecognizer
+from extraction.engine.layout import Fragment, Page, PageText, build_pages
+from extraction.engine.ocr import OcrLine, Reading, TextRecognizer
 from extraction.engine.tables import Column, extract_table
 from extraction.engine.values import (
     ValueType,
@@ -90,6 +92,8 @@ class EngineResult:
     fragments: int
     seconds: float
     printed: tuple[PrintedLine, ...] = ()
+    # How each page was read, in order (one entry for a single image).
+    page_sources: tuple[PageSource, ...] = ()
 
 
 # --- token usage -------------------------------------------------------------------------
@@ -127,8 +131,13 @@ def estimate_usage(prompt: str, width: int, height: int, content: str) -> Usage:
     completion tokens = ceil(len(content) / 4). The local engine has no tokenizer; this
     keeps credits and usage reports comparable across providers.
     """
+    return estimate_pages_usage(prompt, [(width, height)], content)
+
+
+def estimate_pages_usage(prompt: str, sizes: Iterable[tuple[int, int]], content: str) -> Usage:
+    """``estimate_usage`` for a document: the prompt once, each page's image tokens."""
     return Usage(
-        prompt_tokens=text_tokens(prompt) + image_tokens(width, height),
+        prompt_tokens=text_tokens(prompt) + sum(image_tokens(w, h) for w, h in sizes),
         completion_tokens=text_tokens(content),
     )
 
@@ -580,6 +589,85 @@ def render_content(page: Page, prompt: str, scene: Scene, json_mode: bool) -> st
     return json.dumps(value, ensure_ascii=False)
 
 
+@dataclass(frozen=True, slots=True)
+class PageReading:
+    """One page as the engine read it: its lines for the layout, the same lines for
+    grounding (boxes as fractions of the image as sent), how it was read, and the size of
+    the image as sent (for usage). Holds no pixels."""
+
+    text: PageText
+    printed: tuple[PrintedLine, ...]
+    source: PageSource
+    image_size: tuple[int, int]
+
+
+def read_image(
+    image: Image.Image | bytes,
+    recognizer: TextRecognizer | None = None,
+    *,
+    page: int | None = None,
+) -> PageReading:
+    """OCR of an image, turned upright first if it needs it; ``page`` numbers its printed
+    lines. Raises ``CorruptImage`` for bytes that do not decode."""
+    picture = decode_image(image)
+    reading = (recognizer or shared_recognizer()).recognise_upright(picture)
+    return PageReading(
+        text=PageText(reading.lines, *reading.upright_size),
+        printed=printed_lines(reading, page=page),
+        source=PageSource.OCR,
+        image_size=picture.size,
+    )
+
+
+def read_text_layer(page: DocumentPage, text: Sequence[PrintedLine]) -> PageReading:
+    """A page's own text layer (lines with boxes as fractions of the page) in the pixels of
+    the page as rendered, as if OCR had read it, without looking at the picture."""
+    width, height = page.image.width, page.image.height
+    lines = []
+    for line in text:
+        x0, y0, x1, y1 = line.box
+        left, top, right, bottom = x0 * width, y0 * height, x1 * width, y1 * height
+        quad = ((left, top), (right, top), (right, bottom), (left, bottom))
+        lines.append(OcrLine(text=line.text, quad=quad, confidence=line.confidence))
+    return PageReading(
+        text=PageText(lines, width, height, recognised=False),
+        printed=tuple(replace(line, page=page.number) for line in text),
+        source=PageSource.TEXT_LAYER,
+        image_size=(width, height),
+    )
+
+
+def read_page(page: DocumentPage, recognizer: TextRecognizer | None = None) -> PageReading:
+    """A document page from its text layer when it has one (exact, and no OCR to run),
+    else by OCR of its picture."""
+    if page.text is not None:
+        return read_text_layer(page, page.text)
+    return read_image(page.image.data, recognizer, page=page.number)
+
+
+def fill_from_pages(
+    pages: Sequence[PageReading],
+    prompt: str,
+    scene: Scene | str = Scene.GENERAL,
+    json_mode: bool = False,
+    *,
+    started: float,
+) -> EngineResult:
+    """Fill ``prompt`` from pages already read, laid out as one tall page (see
+    ``build_pages``); ``started`` is the ``time.perf_counter()`` at which reading began."""
+    page = build_pages([reading.text for reading in pages])
+    content = render_content(page, prompt, Scene(scene), json_mode)
+    return EngineResult(
+        content=content,
+        usage=estimate_pages_usage(prompt, (reading.image_size for reading in pages), content),
+        text=page.reading_text(),
+        fragments=len(page.fragments),
+        seconds=time.perf_counter() - started,
+        printed=tuple(line for reading in pages for line in reading.printed),
+        page_sources=tuple(reading.source for reading in pages),
+    )
+
+
 def extract_document(
     image: Image.Image | bytes,
     prompt: str,
@@ -596,24 +684,32 @@ def extract_document(
     ``CorruptImage`` for bytes that do not decode.
     """
     started = time.perf_counter()
-    picture = decode_image(image)
-    engine = recognizer or shared_recognizer()
-    reading = engine.recognise_upright(picture)
-    page = build_page(reading.lines, *reading.upright_size)
-    content = render_content(page, prompt, Scene(scene), json_mode)
-    width, height = picture.size
-    return EngineResult(
-        content=content,
-        usage=estimate_usage(prompt, width, height, content),
-        text=page.reading_text(),
-        fragments=len(reading.lines),
-        seconds=time.perf_counter() - started,
-        printed=printed_lines(reading),
-    )
+    reading = read_image(image, recognizer)
+    return fill_from_pages([reading], prompt, scene, json_mode, started=started)
 
 
-def printed_lines(reading: Reading) -> tuple[PrintedLine, ...]:
-    """OCR lines with their boxes as fractions of the image as it was sent, for grounding."""
+def extract_pages(
+    pages: Iterable[DocumentPage],
+    prompt: str,
+    scene: Scene | str = Scene.GENERAL,
+    json_mode: bool = False,
+    *,
+    recognizer: TextRecognizer | None = None,
+) -> EngineResult:
+    """``extract_document`` for a document of several pages: one answer from all of them.
+
+    ``pages`` is taken one page at a time (it may render each as it is asked for) and only
+    each page's lines are kept, never its picture. Printed lines carry their page number.
+    Raises ``CorruptImage`` for a page image that does not decode.
+    """
+    started = time.perf_counter()
+    readings = [read_page(page, recognizer) for page in pages]
+    return fill_from_pages(readings, prompt, scene, json_mode, started=started)
+
+
+def printed_lines(reading: Reading, *, page: int | None = None) -> tuple[PrintedLine, ...]:
+    """OCR lines with their boxes as fractions of the image as it was sent, for grounding;
+    ``page`` is the page number they carry in a multi-page document."""
     width, height = reading.size
     printed = []
     for line in reading.lines:
@@ -626,6 +722,7 @@ def printed_lines(reading: Reading) -> tuple[PrintedLine, ...]:
                 text=line.text,
                 box=(min(xs) / width, min(ys) / height, max(xs) / width, max(ys) / height),
                 confidence=line.confidence,
+                page=page,
             )
         )
     return tuple(printed)

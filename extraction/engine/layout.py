@@ -3,20 +3,27 @@
 OCR returns fragments (a word run with a box). Documents put a label and its value on one
 row or one above the other, and tables in aligned rows, so everything downstream works on
 ``Row`` objects and on the geometry between fragments. Photos are often slightly rotated;
-coordinates are deskewed by the median text angle first so rows stay rows.
+coordinates are deskewed by the median text angle first so rows stay rows. A document of
+several pages is laid out as one tall page, its pages stacked top to bottom.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from extraction.engine.ocr import OcrLine
 
 # Below this skew (radians, about 0.6 degrees) rotating coordinates changes nothing useful.
 _MIN_SKEW = 0.01
+# Space between stacked pages, in line heights: more than any distance across which a rule
+# joins two lines (a row, a value under its label, a table's next row), so none joins the
+# last line of a page with the first of the next.
+_PAGE_GAP = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,12 @@ class Page:
     fragments: list[Fragment]
     rows: list[Row]
     row_of: dict[int, Row]
+    # Index of each page's first fragment (fragments are numbered page after page).
+    page_starts: tuple[int, ...] = (0,)
+
+    def page_index(self, fragment: Fragment) -> int:
+        """Which of the document's pages (0-based) ``fragment`` was read from."""
+        return max(0, bisect.bisect_right(self.page_starts, fragment.index) - 1)
 
     @property
     def line_height(self) -> float:
@@ -134,9 +147,16 @@ class Page:
         """The page's text in reading order: rows top to bottom, fragments left to right.
 
         Side-by-side blocks whose lines do not line up (two text columns) are read one
-        column after the other.
+        column after the other, page by page.
         """
-        return "\n".join(row.text for row in _reading_rows(self))
+        by_page: dict[int, list[Row]] = {}
+        for row in self.rows:
+            by_page.setdefault(self.page_index(row.fragments[0]), []).append(row)
+        return "\n".join(
+            row.text
+            for _, rows in sorted(by_page.items())
+            for row in _reading_rows(rows, self.line_height)
+        )
 
 
 def _skew(lines: list[OcrLine]) -> float:
@@ -168,33 +188,94 @@ def _fold_stray_accents(lines: list[OcrLine]) -> list[OcrLine]:
     return folded
 
 
+@dataclass(frozen=True, slots=True)
+class PageText:
+    """One page's text lines, in pixels of the page the right way up, and the page's size.
+
+    ``recognised`` is false for lines taken from a PDF's text layer: their letters are
+    exact, so no accent on them is taken for an OCR slip.
+    """
+
+    lines: list[OcrLine]
+    width: float
+    height: float
+    recognised: bool = True
+
+
 def build_page(lines: list[OcrLine], width: float, height: float) -> Page:
     """Group OCR fragments into rows (after deskewing) and sort rows top to bottom."""
-    lines = _fold_stray_accents(lines)
+    return build_pages([PageText(lines, width, height)])
+
+
+def build_pages(pages: Sequence[PageText]) -> Page:
+    """A document's pages laid out as one tall page, so every rule that reads a page reads
+    the whole document: each page deskewed on its own (scans of one document lean each
+    their own way), scaled to the first page's width and set ``_PAGE_GAP`` line heights
+    under the page above. Fragments are numbered page after page; no row holds fragments
+    of two pages.
+    """
+    width = pages[0].width if pages else 0.0
+    placed: list[tuple[list[OcrLine], list[tuple[float, float, float, float]], float]] = []
+    for page in pages:
+        lines = _fold_stray_accents(page.lines) if page.recognised else page.lines
+        scale = width / page.width if page.width > 0 else 1.0
+        boxes = [
+            (a * scale, b * scale, c * scale, d * scale) for a, b, c, d in _deskewed_boxes(lines)
+        ]
+        placed.append((lines, boxes, page.height * scale))
+    heights = [max(1.0, box[3] - box[1]) for _, boxes, _ in placed for box in boxes]
+    gap = _PAGE_GAP * (statistics.median(heights) if heights else 10.0)
+    fragments: list[Fragment] = []
+    page_starts: list[int] = []
+    bottom = end = 0.0
+    for lines, boxes, height in placed:
+        offset = 0.0
+        if page_starts:
+            # Deskewing turns a page about its corner, which can lift its text above the
+            # page's top edge: the page goes under the one above by where its text starts.
+            offset = bottom + gap - min([0.0, *(box[1] for box in boxes)])
+        page_starts.append(len(fragments))
+        for line, (left, top, right, low) in zip(lines, boxes, strict=True):
+            fragments.append(
+                Fragment(
+                    text=line.text,
+                    left=left,
+                    top=top + offset,
+                    right=right,
+                    bottom=low + offset,
+                    confidence=line.confidence,
+                    index=len(fragments),
+                )
+            )
+        end = offset + height
+        bottom = max([end, *(offset + box[3] for box in boxes)])
+    rows = _group_rows(fragments)
+    row_of = {f.index: row for row in rows for f in row.fragments}
+    return Page(
+        width=width,
+        height=end,
+        fragments=fragments,
+        rows=rows,
+        row_of=row_of,
+        page_starts=tuple(page_starts) or (0,),
+    )
+
+
+def _deskewed_boxes(lines: list[OcrLine]) -> list[tuple[float, float, float, float]]:
+    """Each line's box (left, top, right, bottom) with the page's median text angle turned
+    out of it."""
     angle = _skew(lines)
     cos_a, sin_a = math.cos(-angle), math.sin(-angle)
-    fragments: list[Fragment] = []
-    for index, line in enumerate(lines):
+    boxes = []
+    for line in lines:
         if abs(angle) >= _MIN_SKEW:
             points = [(x * cos_a - y * sin_a, x * sin_a + y * cos_a) for x, y in line.quad]
         else:
             points = list(line.quad)
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
-        fragments.append(
-            Fragment(
-                text=line.text,
-                left=min(xs),
-                top=min(ys),
-                right=max(xs),
-                bottom=max(ys),
-                confidence=line.confidence,
-                index=index,
-            )
-        )
-    rows = _group_rows(fragments)
-    row_of = {f.index: row for row in rows for f in row.fragments}
-    return Page(width=width, height=height, fragments=fragments, rows=rows, row_of=row_of)
+        boxes.append((min(xs), min(ys), max(xs), max(ys)))
+    return boxes
 
 
 def _group_rows(fragments: list[Fragment]) -> list[Row]:
@@ -240,12 +321,12 @@ def _aligned_share(left: list[Fragment], right: list[Fragment]) -> float:
     return aligned / len(left)
 
 
-def _reading_rows(page: Page) -> list[Row]:
-    """Rows in reading order, splitting at a vertical gutter between unaligned columns."""
-    fragments = page.fragments
+def _reading_rows(rows: list[Row], unit: float) -> list[Row]:
+    """Rows (of one page) in reading order, splitting at a vertical gutter between
+    unaligned columns; ``unit`` is the line height."""
+    fragments = sorted((f for row in rows for f in row.fragments), key=lambda f: f.index)
     if len(fragments) < 12:
-        return page.rows
-    unit = page.line_height
+        return rows
     # Find the widest x-gap that most rows leave empty (a gutter).
     spans = sorted((f.left, f.right) for f in fragments)
     page_left = spans[0][0]
@@ -259,7 +340,7 @@ def _reading_rows(page: Page) -> list[Row]:
             best_gap = (reach, left)
         reach = max(reach, right)
     if best_gap is None:
-        return page.rows
+        return rows
     middle = (best_gap[0] + best_gap[1]) / 2
     left_block = [f for f in fragments if f.right <= middle]
     right_block = [f for f in fragments if f.left >= middle]
@@ -269,7 +350,7 @@ def _reading_rows(page: Page) -> list[Row]:
         or page_right - middle < 0.2 * (page_right - page_left)
         or _aligned_share(left_block, right_block) > 0.5
     ):
-        return page.rows
+        return rows
     left_rows = _group_rows(left_block)
     right_rows = _group_rows(right_block)
     return left_rows + right_rows

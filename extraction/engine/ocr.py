@@ -121,6 +121,10 @@ def _default_threads() -> int:
     return 1
 
 
+# The longer side at which a page where nothing was found is looked at again (recognise).
+_SPARSE_PAGE_SIDE = 960
+
+
 class TextRecognizer:
     """RapidOCR detection + recognition, created once and shared by every call."""
 
@@ -151,7 +155,30 @@ class TextRecognizer:
         self._lock = threading.Lock()
 
     def recognise(self, image: Image.Image) -> list[OcrLine]:
-        """Return the text fragments of ``image`` (any mode) in detection order."""
+        """Return the text fragments of ``image`` (any mode) in detection order.
+
+        A large page where detection finds nothing at all is looked at once more, smaller:
+        the detector misses a lone line on an otherwise blank page (a last page that prints
+        only its total) at its usual scale and finds it at a smaller one. Pages with text
+        never pay for this."""
+        lines = self._recognise(image)
+        if lines or max(image.size) <= _SPARSE_PAGE_SIDE:
+            return lines
+        scale = _SPARSE_PAGE_SIDE / max(image.size)
+        small = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+            Image.Resampling.LANCZOS,
+        )
+        return [
+            OcrLine(
+                text=line.text,
+                quad=tuple((x / scale, y / scale) for x, y in line.quad),
+                confidence=line.confidence,
+            )
+            for line in self._recognise(small)
+        ]
+
+    def _recognise(self, image: Image.Image) -> list[OcrLine]:
         rgb = _flatten(image)
         # RapidOCR takes BGR arrays, like OpenCV.
         pixels = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])

@@ -61,8 +61,9 @@ def test_account_shows_balance_price_and_limits(make_caller: Callable[..., Calle
     account = caller.client.get("/v1/account").json()
     assert account["name"] == "acme"
     assert account["balance"] == 500
-    assert account["price"] == {"per_job": 10, "per_image": 1}
+    assert account["price"] == {"per_job": 10, "per_image": 1, "per_page": 1}
     assert account["limits"]["max_images_per_job"] == 3000
+    assert account["limits"]["max_pages_per_document"] == 500
     assert [(e["kind"], e["amount"], e["balance_after"]) for e in _ledger(caller)] == [
         ("grant", 500, 500)
     ]

@@ -196,6 +196,40 @@ def test_submit_splits_by_the_servers_limits_writes_in_input_order_and_resumes_f
     )
 
 
+def test_submit_and_the_sdk_send_pdfs_and_jobs_are_cut_by_pages(
+    caller: Caller, api_with: Callable[..., str], tmp_path: Path
+) -> None:
+    from tests.sample_pdfs import scanned_pdf
+
+    url = api_with(max_images_per_job=3)
+    folder = _folder(tmp_path, 2)
+    # Three pages: with the two images more than a job of 3 takes, so it goes in its own.
+    (folder / "002.pdf").write_bytes(scanned_pdf([["one"], ["two"], ["three"]]))
+    (folder / "003.pdf").write_bytes(scanned_pdf([["one"]] * 4))
+    out = tmp_path / "results.jsonl"
+    done = _submit("submit", str(folder), "--schema", str(_template(tmp_path)), "--out", str(out),
+                   "--document-mode", "pages", key=caller.key, url=url)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "4 images in 2 jobs" in done.stderr
+    lines = {line["id"]: line for line in map(json.loads, out.read_text().splitlines())}
+    assert lines["002"]["page_count"] == 3
+    assert len(lines["002"]["parsed"]) == 3  # one result per page
+    assert lines["002"]["job_id"] != lines["000"]["job_id"] == lines["001"]["job_id"]
+    # Four pages are more than the server takes in a job: refused here, nothing sent.
+    assert lines["003"]["error"]["code"] == "too_many_pages"
+    assert "003.pdf has 4 pages" in lines["003"]["error"]["message"]
+
+    client = imageextract.Client(url, caller.key)
+    job = client.jobs.create(images=[folder / "002.pdf"], schema=TEMPLATE)
+    assert job.wait(timeout=60, poll_interval=0.2).status == "succeeded"
+    (item,) = job.results()
+    assert item.page_count == 3
+    assert [page.source for page in item.pages or []] == ["image"] * 3
+    with pytest.raises(imageextract.TooManyPages):
+        client.jobs.create(images=[folder / "003.pdf"], schema=TEMPLATE)
+    client.close()
+
+
 def _template(tmp_path: Path) -> Path:
     path = tmp_path / "template.json"
     path.write_text(json.dumps(TEMPLATE))
@@ -376,6 +410,24 @@ def test_csv_flattens_nested_objects_and_gives_a_row_per_element_of_the_first_li
     assert rows[1] == 'a,,,succeeded,,,7,Acme,pen,2.00,"[""x"", ""y""]"'
     assert rows[2] == 'a,,,succeeded,,,7,Acme,ink,5.00,"[""x"", ""y""]"'
     assert rows[3] == "b,,,failed,corrupt_image,bad,,,,,"
+
+
+def test_csv_of_a_pdf_read_page_by_page_has_a_row_per_page() -> None:
+    import io
+
+    from api.results_csv import CsvResults
+
+    stream = io.StringIO()
+    table = CsvResults(stream, json.dumps({"total": "Total"}), json_mode=True, base=["id"],
+                       by_page=True)  # fmt: skip
+    table.write({"id": "scan", "status": "succeeded", "parsed": [{"total": "1"}, {"total": "2"}]})
+    table.write({"id": "photo", "status": "succeeded", "parsed": {"total": "3"}})
+    assert stream.getvalue().splitlines() == [
+        "id,page,status,error_code,error_message,total",
+        "scan,1,succeeded,,,1",
+        "scan,2,succeeded,,,2",
+        "photo,,succeeded,,,3",
+    ]
 
 
 def test_the_sdk_needs_a_server_and_a_key(monkeypatch: pytest.MonkeyPatch, services: Stack) -> None:

@@ -209,3 +209,35 @@ def test_extract_in_batch_mode_keeps_a_failed_lines_error_when_told_not_to_run_i
     assert "500" in errors[0]["message"]
     assert [row["output"] for row in rows if row["error"] is None] != []
     assert httpx.get(f"{model_server}/_stats").json()["calls"].get("ok", 0) == 0
+
+
+def test_extract_reads_a_pdf_from_all_its_pages_and_says_how_each_was_read(
+    tmp_path: Path,
+) -> None:
+    from tests.sample_pdfs import encrypted_pdf, scanned_pdf, text_pdf
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    # The number on page 1 of a scan, the total on page 2 of a born-digital PDF.
+    (folder / "scan.pdf").write_bytes(
+        scanned_pdf([["NORTHWIND TRADING LTD", "Invoice No: INV-2001"], ["Thank you"]])
+    )
+    (folder / "digital.pdf").write_bytes(
+        text_pdf([["NORTHWIND TRADING LTD", "Invoice No: INV-2002"], ["TOTAL 99.50"]])
+    )
+    (folder / "locked.pdf").write_bytes(encrypted_pdf())
+    out = tmp_path / "out.jsonl"
+    done = _run(str(folder), "--prompt", '{"invoice_no": "Invoice Number", "total": "Total"}',
+                "--json", "--out", str(out))  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "failed: 1 encrypted_pdf" in done.stderr
+    rows = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert rows["scan"]["output"]["invoice_no"] == "INV-2001"
+    assert [page["source"] for page in rows["scan"]["pages"]] == ["ocr", "ocr"]
+    assert rows["digital"]["output"] == {"invoice_no": "INV-2002", "total": "99.50"}
+    # Page 2 prints too little (under 20 characters) to be taken as a text layer: it is
+    # OCRed, and the lone line on the blank page is still read.
+    assert [page["source"] for page in rows["digital"]["pages"]] == ["text_layer", "ocr"]
+    # Evidence names the page each value is printed on.
+    assert rows["digital"]["evidence"]["total"]["page"] == 2
+    assert rows["locked"]["error"]["code"] == "encrypted_pdf"
