@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import rate_limiting
+from api.result_streams import ResultStreams
 from core import accounts as accounts_service
 from core.errors import NotFound, Unauthorized
 from core.rate_limits import RateLimiter
@@ -27,6 +28,7 @@ class AppState:
     session_factory: sessionmaker[Session]
     store: ImageStore
     rate_limiter: RateLimiter
+    result_streams: ResultStreams = field(default_factory=ResultStreams)
 
 
 def get_state(request: Request) -> AppState:

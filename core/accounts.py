@@ -85,7 +85,11 @@ def create_key(session: Session, account_name: str) -> NewKey:
 
 def revoke_account_key(session: Session, account: Account, key_id: uuid.UUID) -> None:
     """Revoke one of the account's own keys; its last working key stays (the account
-    would lock itself out: make another first)."""
+    would lock itself out: make another first).
+
+    The account's row is locked before its keys are counted: two keys revoking each other
+    at once would otherwise both count two working keys and leave none."""
+    accounts_repository.lock_account(session, account.id)
     keys = accounts_repository.list_api_keys(session, account.id)
     target = next((key for key in keys if key.id == key_id and key.revoked_at is None), None)
     if target is None:

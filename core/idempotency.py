@@ -41,11 +41,15 @@ class Replay:
 
 
 def fingerprint(route: str, fields: dict[str, Any], images: list[StagedImage]) -> str:
+    """What makes two requests the same: the route, the fields, and each image's bytes (or
+    URL) and file name, in order. The name counts: results and CSV rows carry it, so the
+    same bytes under another name are another request."""
     digest = hashlib.sha256()
     digest.update(route.encode())
     digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     for image in images:
-        digest.update((image.sha256 or image.source_url or "").encode() + b"\n")
+        what = [image.sha256 or image.source_url or "", image.source_name]
+        digest.update(json.dumps(what).encode() + b"\n")
     return digest.hexdigest()
 
 

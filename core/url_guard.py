@@ -18,6 +18,7 @@ reached although they are private: an intranet image server, or loopback in the 
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import re
 import socket
@@ -25,7 +26,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import httpcore
 import httpx
 
 from core.errors import InvalidRequest
@@ -405,6 +408,101 @@ def open_stream(
                 display_url(url), f"it redirects to an invalid URL: {error}"
             ) from error
     raise UrlRefused(display_url(url), f"more than {max_redirects} redirects")
+
+
+# The monotonic time by which the current thread's request must be over (fetch_deadline).
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "url_guard_deadline", default=None
+)
+
+
+@contextmanager
+def fetch_deadline(seconds: float) -> Iterator[float]:
+    """Every network operation of a client made by ``guarded_client``, in this thread and
+    block, ends by ``seconds`` from now: connecting, sending, and each read of the headers
+    and the body, so a server that drips a byte at a time cannot stretch it. Past it an
+    operation raises httpx's timeout error. Yields the deadline (``time.monotonic``)."""
+    deadline = time.monotonic() + seconds
+    token = _deadline.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _deadline.reset(token)
+
+
+def _capped(timeout: float | None, late: type[httpcore.TimeoutException]) -> float | None:
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise late("the deadline of the whole request has passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _capped(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        capped = _capped(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, capped))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own network backend, with each operation's timeout capped by the
+    thread's ``fetch_deadline``: httpx applies its read timeout to each read, and takes it
+    once per response, so only here can a whole download be bounded."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        capped = _capped(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self._inner.connect_tcp(host, port, capped, local_address, socket_options)
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        capped = _capped(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_unix_socket(path, capped, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def guarded_client(timeout: float) -> httpx.Client:
+    """The HTTP client for user-given URLs: no redirects followed by itself (open_stream
+    checks each), no proxy from the environment, ``timeout`` per operation, and
+    ``fetch_deadline`` honoured."""
+    transport = httpx.HTTPTransport()
+    # httpx takes no network backend of its own; its connection pool asks this attribute
+    # for each new connection.
+    transport._pool._network_backend = _DeadlineBackend()
+    return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False)
 
 
 def read_limited(response: httpx.Response, max_bytes: int, *, seconds: float) -> bytes:

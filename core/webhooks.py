@@ -39,6 +39,7 @@ from core import broker, url_guard
 from core.broker import TaskName
 from core.errors import Conflict
 from core.settings import Settings
+from db import accounts as accounts_repository
 from db import webhooks as webhooks_repository
 from db.models import (
     Job,
@@ -165,8 +166,28 @@ def create_endpoint(
     events: Sequence[WebhookEventType] | None,
     description: str | None,
 ) -> WebhookEndpoint:
-    """A per-account endpoint; no events given means every job event."""
+    """A per-account endpoint; no events given means every job event.
+
+    Each job end is one POST per endpoint, so an account has at most
+    ``webhook_endpoints_per_account`` of them, and a URL it already has is refused
+    (Conflict naming the existing endpoint) rather than receiving every event twice.
+    """
     url_guard.require_safe_url(settings, url, input="url")
+    # Concurrent creations for one account take turns, so neither check can be raced past.
+    accounts_repository.lock_account(session, account_id)
+    existing = webhooks_repository.endpoint_with_url(session, account_id, url)
+    if existing is not None:
+        raise Conflict(
+            f"this account already has webhook endpoint {existing.id} for this URL; "
+            "change its events by deleting it and adding it again",
+            input="url",
+        )
+    cap = settings.webhook_endpoints_per_account
+    if webhooks_repository.count_endpoints(session, account_id) >= cap:
+        raise Conflict(
+            f"an account may have at most {cap} webhook endpoints; delete one first",
+            input="url",
+        )
     chosen = list(dict.fromkeys(events)) if events else list(WebhookEventType)
     return webhooks_repository.add_endpoint(
         session, account_id, url=url, events=[str(e) for e in chosen], description=description

@@ -29,6 +29,14 @@ def add_api_key(session: Session, account_id: uuid.UUID, prefix: str, key_hash: 
     return api_key
 
 
+def lock_account(session: Session, account_id: uuid.UUID) -> None:
+    """Hold the account's row until this transaction ends: checks on its keys then take
+    turns. NO KEY UPDATE, so rows that only reference the account (new jobs) do not wait."""
+    session.execute(
+        select(Account.id).where(Account.id == account_id).with_for_update(key_share=True)
+    )
+
+
 def list_api_keys(session: Session, account_id: uuid.UUID) -> list[ApiKey]:
     """The account's keys, newest first, revoked ones included."""
     return list(
@@ -36,6 +44,9 @@ def list_api_keys(session: Session, account_id: uuid.UUID) -> list[ApiKey]:
             select(ApiKey)
             .where(ApiKey.account_id == account_id)
             .order_by(ApiKey.created_at.desc(), ApiKey.id)
+            # As the database has them now: the caller's own key, loaded when it was
+            # authenticated, may have been revoked since.
+            .execution_options(populate_existing=True)
         )
     )
 

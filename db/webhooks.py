@@ -124,6 +124,20 @@ def add_endpoint(
     return endpoint
 
 
+def count_endpoints(session: Session, account_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(select(func.count()).where(WebhookEndpoint.account_id == account_id)) or 0
+    )
+
+
+def endpoint_with_url(session: Session, account_id: uuid.UUID, url: str) -> WebhookEndpoint | None:
+    return session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.account_id == account_id, WebhookEndpoint.url == url)
+        .limit(1)
+    ).first()
+
+
 def list_endpoints(session: Session, account_id: uuid.UUID) -> list[WebhookEndpoint]:
     return list(
         session.scalars(

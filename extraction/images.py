@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from contextlib import ExitStack
 
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -17,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core.errors import CorruptImage, ImageTooLarge, UnsupportedImageFormat
 from core.image_formats import SNIFF_BYTES, ImageFormat, sniff
 from extraction.contract import PreparedImage
+from extraction.pixel_budget import PixelBudget
 
 pillow_heif.register_heif_opener()
 
@@ -32,8 +34,28 @@ def _reason(error: Exception) -> str:
     return re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", str(error)) or type(error).__name__
 
 
-def prepare_image(data: bytes, *, max_side: int, max_pixels: int, name: str) -> PreparedImage:
-    """Decode, check, rotate and downscale; ``name`` identifies the image in errors."""
+def prepare_image(
+    data: bytes, *, max_side: int, max_pixels: int, name: str, budget: PixelBudget | None = None
+) -> PreparedImage:
+    """Decode, check, rotate and downscale; ``name`` identifies the image in errors.
+
+    With ``budget``, the image's pixels (from its header) are held from it, waiting for
+    room if need be, from just before decoding until the prepared image is made.
+    """
+    with ExitStack() as held:
+        return _prepare(data, max_side=max_side, max_pixels=max_pixels, name=name,
+                        budget=budget, held=held)  # fmt: skip
+
+
+def _prepare(
+    data: bytes,
+    *,
+    max_side: int,
+    max_pixels: int,
+    name: str,
+    budget: PixelBudget | None,
+    held: ExitStack,
+) -> PreparedImage:
     if not data:
         raise CorruptImage(f"{name} is empty (0 bytes)", input=name)
     fmt = sniff(data[:SNIFF_BYTES])
@@ -50,6 +72,8 @@ def prepare_image(data: bytes, *, max_side: int, max_pixels: int, name: str) -> 
                     f"{name} is {width}x{height} pixels, over the limit of {max_pixels} pixels",
                     input=name,
                 )
+            if budget is not None:
+                held.enter_context(budget.hold(width * height))
             image.load()
     except ImageTooLarge:
         raise

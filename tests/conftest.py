@@ -120,6 +120,9 @@ def services(request: pytest.FixtureRequest, servers: Servers, model_server: str
         "IMAGEEXTRACT_MODEL_TIMEOUT": "PT2S",
         "IMAGEEXTRACT_MODEL_MAX_RETRIES": "2",
         "IMAGEEXTRACT_URL_ALLOW_LIST": '["127.0.0.1"]',
+        # An image URL's whole download: loopback servers answer at once, and a server that
+        # drips is cut off in seconds, not half a minute.
+        "IMAGEEXTRACT_URL_FETCH_TIMEOUT": "PT2S",
         "IMAGEEXTRACT_METRICS_TOKEN": METRICS_TOKEN,
         # Webhook retries seconds apart instead of hours, run by a fast beat.
         "IMAGEEXTRACT_WEBHOOK_DISPATCH_INTERVAL": "PT0.5S",

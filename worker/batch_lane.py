@@ -182,6 +182,7 @@ def _build(
                     prepared = prepare_image(
                         data, max_side=settings.max_image_side,
                         max_pixels=settings.max_image_pixels, name=name,
+                        budget=runtime.decode_budget,
                     )  # fmt: skip
                     del data
                     line = client.request_line(str(item.id), prepared, request)

@@ -4,6 +4,7 @@
 - jobs whose dispatch message was lost are dispatched again, and jobs whose item messages
   were lost (a broker restarted without persistence) have their queued items published again;
 - jobs whose last item ended but whose finalize message was lost are finalized;
+- jobs past their results TTL are purged;
 - temporary files that no item needs any more are deleted.
 Every step only publishes messages that are safe to run twice.
 """
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # Files younger than this may belong to an upload whose job is not committed yet.
 ORPHAN_FILE_AGE = timedelta(hours=1)
+# Expired jobs purged per transaction, and at most this many transactions per sweep.
+PURGE_BATCH = 20
+PURGE_BATCHES_PER_SWEEP = 50
 
 
 @dataclass
@@ -118,11 +122,18 @@ def delete_unneeded_files(
 
 
 def purge_expired_results(runtime: WorkerRuntime) -> int:
-    with unit_of_work(runtime.session_factory) as session:
-        purged = jobs_service.purge_expired_jobs(session, runtime.settings)
-    for job_id in purged:
-        runtime.store.delete_job(job_id)
-    return len(purged)
+    """Purge jobs past their results TTL, a short transaction per batch, up to
+    PURGE_BATCHES_PER_SWEEP batches (the next sweep takes the rest)."""
+    total = 0
+    for _ in range(PURGE_BATCHES_PER_SWEEP):
+        with unit_of_work(runtime.session_factory) as session:
+            purged = jobs_service.purge_expired_jobs(session, runtime.settings, PURGE_BATCH)
+        for job_id in purged:
+            runtime.store.delete_job(job_id)
+        total += len(purged)
+        if len(purged) < PURGE_BATCH:
+            break
+    return total
 
 
 def sweep(runtime: WorkerRuntime, *, orphan_age: timedelta = ORPHAN_FILE_AGE) -> SweepReport:

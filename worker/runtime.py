@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import url_guard
 from core.settings import Settings, get_settings
 from core.storage import ImageStore, open_store
 from db.engine import make_engine, make_session_factory
 from extraction.contract import Provider
+from extraction.pixel_budget import PixelBudget
 from extraction.providers.registry import create_provider
+from worker.image_fetch import FetchSlots
 from worker.job_snapshots import JobSnapshots
 from worker.model_pool import ModelPool
 
@@ -28,7 +31,11 @@ class WorkerRuntime:
     store: ImageStore
     fetch_client: httpx.Client
     model_pool: ModelPool
+    # Decoded pixels held at once by this process's image preparation (decode_pixel_budget).
+    decode_budget: PixelBudget
     snapshots: JobSnapshots = field(default_factory=JobSnapshots)
+    # URL downloads in flight per account in this process (url_fetches_per_account).
+    fetch_slots: FetchSlots = field(default_factory=FetchSlots)
     _providers: dict[str, Provider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,8 +60,9 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         settings=settings,
         session_factory=make_session_factory(engine),
         store=open_store(settings),
-        fetch_client=httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False),
+        fetch_client=url_guard.guarded_client(timeout),
         model_pool=ModelPool(settings.model_concurrency),
+        decode_budget=PixelBudget(settings.decode_pixel_budget),
     )
 
 

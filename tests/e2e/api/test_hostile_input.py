@@ -14,6 +14,7 @@ import json
 import socket
 import struct
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,39 @@ def _tga_header(width: int, height: int) -> bytes:
     return header + bytes([0xFF, 1, 2, 3])
 
 
+def _claims_pixels(fmt: str, width: int, height: int) -> bytes:
+    """A file of ``fmt`` whose header claims width x height, with no pixels behind it."""
+    if fmt == "png":
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            body = kind + data
+            return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        return (
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+        )  # fmt: skip
+    if fmt == "jpeg":
+        app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\1\1\0\0\1\0\1\0\0"
+        sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + b"\1\x11\0" * 3
+        return b"\xff\xd8" + app0 + sof + b"\xff\xd9"
+    if fmt == "gif":
+        return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0) + b";"
+    if fmt == "bmp":
+        info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
+        return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + info
+    # WebP, extended (VP8X): the canvas is 24-bit width - 1 and height - 1.
+    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\0" * 4
+    vp8x += (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x
+
+
+def _native_urls(*urls: str) -> Any:
+    body = {"input_method": "url", "images": list(urls), "prompt": "x"}
+    return _json("/v1/jobs", json.dumps(body))
+
+
 def _not_an_image() -> bytes:
     return b"GIF-like? no: just text that no decoder reads" * 10
 
@@ -173,6 +207,20 @@ HOSTILE = [
              ("metadata", None, f'{{"a": {_nested(1000)}}}'.encode())],
         ),
         400, "invalid_request", input="metadata", says=("metadata", "32 levels"),
+    ),
+    Hostile(
+        "17 KB of metadata (JSON)",
+        _native(', "metadata": {"note": "' + "m" * 17 * 1024 + '"}'),
+        413, "field_too_large", input="metadata", says=("metadata", "16 KB"),
+    ),
+    Hostile(
+        "17 KB of metadata (multipart)",
+        _multipart(
+            "/v1/jobs",
+            [("images", "a.png", png_for(0)), ("prompt", None, b"x"),
+             ("metadata", None, b'{"note": "' + b"m" * 17 * 1024 + b'"}')],
+        ),
+        413, "field_too_large", input="metadata", says=("metadata", "16 KB"),
     ),
     Hostile(
         "10 MB of [[],[],...] in an unknown field",
@@ -285,6 +333,78 @@ HOSTILE = [
         "webhookUrl to a private address, named as the client spelled it (DumplingAI)",
         _dumplingai(', "webhookUrl": "http://10.1.2.3/hook"'),
         400, None, style=DUMPLINGAI, says=("webhookUrl",),
+    ),
+    Hostile(
+        "NUL in a multipart file name",
+        _multipart("/v1/jobs", [("images", "a\0b.png", png_for(0)), ("prompt", None, b"x")]),
+        400, "invalid_request", input="images[0]", says=("images[0]", "control character"),
+    ),
+    Hostile(
+        "right-to-left override in a multipart file name",
+        _multipart(
+            "/v1/jobs",
+            [("images", "a.png", png_for(0)), ("images", "invoice\u202egnp.exe", png_for(1)),
+             ("prompt", None, b"x")],
+        ),
+        400, "invalid_request", input="images[1]", says=("images[1]", "U+202E"),
+    ),
+    Hostile(
+        "right-to-left override in a u1 file name",
+        _multipart(
+            "/v1/ocr/image/extract",
+            [("model", None, b"u1-ocr-extract"), ("image", "a\u202egpj.jpg", jpeg_for(0)),
+             ("prompt", None, b"x")],
+        ),
+        400, 100001, style=U1, says=("image: the file name", "U+202E"),
+    ),
+    *[
+        Hostile(
+            f"a {fmt.upper()} header claiming {width}x{height} pixels",
+            _json(
+                "/v1/jobs",
+                json.dumps({"input_method": "base64", "prompt": "x",
+                            "images": [_b64(_claims_pixels(fmt, width, height))]}),
+            ),
+            413, "image_too_large", input="images[0]",
+            says=("images[0]", f"{width}x{height}", "100000000 pixels"),
+        )
+        # Each format's largest (JPEG and GIF: 16 bits a side; WebP: 24).
+        for fmt, width, height in [
+            ("png", 1_000_000, 1_000_000), ("jpeg", 65535, 65535), ("gif", 65535, 65535),
+            ("bmp", 1_000_000, 1_000_000), ("webp", 1_000_000, 1_000_000),
+        ]
+    ],
+    Hostile(
+        "a PNG header claiming a trillion pixels (multipart, named)",
+        _multipart(
+            "/v1/jobs",
+            [("images", "small.png", png_for(0)),
+             ("images", "huge.png", _claims_pixels("png", 1_000_000, 1_000_000)),
+             ("prompt", None, b"x")],
+        ),
+        413, "image_too_large", input="images[1]", says=("images[1] (huge.png)", "pixels"),
+    ),
+    *[
+        Hostile(
+            f"an image URL to {url}",
+            _native_urls("http://127.0.0.1:9/ok.png", url),
+            400, "invalid_request", input="images[1]", says=("images[1]", reason),
+        )
+        for url, reason in [
+            ("http://127.0.0.2/a.png", "127.0.0.2 is a loopback address"),
+            ("http://10.0.0.1/", "10.0.0.1 is a private address"),
+            ("http://[::1]/", "::1 is a loopback address"),
+            ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local"),
+            ("http://localhost:8080/a.png", "localhost is this machine"),
+        ]
+    ],
+    Hostile(
+        "an image URL to a private address (DumplingAI)",
+        _json(
+            "/api/v1/extract-image",
+            json.dumps({"inputMethod": "url", "images": ["http://10.0.0.1/x.png"], "prompt": "x"}),
+        ),
+        400, None, style=DUMPLINGAI, says=("images[0]", "10.0.0.1 is a private address"),
     ),
     Hostile(
         "a path that does not exist (native)",
@@ -423,3 +543,26 @@ def test_a_corrupt_image_in_another_format_is_decoded_by_the_worker_not_the_api(
     assert item["error"]["code"] == "corrupt_image"
     assert "claims to be TGA" in item["error"]["message"]
     assert job["credits"]["refunded"] == 1
+
+
+def test_an_idempotency_key_reused_with_another_file_name_is_refused(
+    caller: Caller, services: Stack, session_factory: Any
+) -> None:
+    """The same bytes under another name are another request: the key does not hand back
+    the first job (whose results name the first file) and nothing more is charged."""
+    headers = {"Idempotency-Key": "renamed-1"}
+
+    def send(name: str) -> httpx.Response:
+        files = [("images", (name, png_for(0), "image/png"))]
+        return caller.client.post("/v1/jobs", files=files, data={"prompt": "x"}, headers=headers)
+
+    first = send("invoice-1.png")
+    assert first.status_code == 202, first.text
+    balance = caller.client.get("/v1/account").json()["balance"]
+    renamed = send("invoice-2.png")
+    assert renamed.status_code == 422, renamed.text
+    assert renamed.json()["code"] == "idempotency_key_reused"
+    assert renamed.json()["input"] == "Idempotency-Key"
+    assert send("invoice-1.png").json()["id"] == first.json()["id"]
+    assert _totals(session_factory) == (1, 1)
+    assert caller.client.get("/v1/account").json()["balance"] == balance

@@ -204,3 +204,20 @@ def test_wait_returns_the_results_when_the_job_ends_in_time(
     response = caller.client.post("/v1/jobs", params={"wait": 0.5}, files=files, data=data)
     assert response.status_code == 202
     assert response.json()["status"] == "queued"
+
+
+def test_metadata_up_to_its_limit_is_kept_and_left_out_of_the_list(caller: Caller) -> None:
+    # 15 KB of JSON: under the 16 KB limit (over it: see test_hostile_input.py).
+    metadata = {"batch": "nightly", "note": "m" * 15 * 1024}
+    image = base64.b64encode(png_for(0)).decode()
+    response = caller.client.post(
+        "/v1/jobs",
+        json={"input_method": "base64", "images": [image], "prompt": "x", "metadata": metadata},
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    assert caller.client.get(f"/v1/jobs/{job_id}").json()["metadata"] == metadata
+    # A page of 500 summaries stays small: none carries its job's metadata.
+    summaries = caller.client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]
+    assert [summary["id"] for summary in summaries] == [job_id]
+    assert "metadata" not in summaries[0]

@@ -411,6 +411,32 @@ def test_endpoints_are_validated_and_belong_to_their_account(
     assert caller.client.get("/v1/webhook-endpoints").json()["endpoints"] == []
 
 
+def test_an_account_has_at_most_ten_endpoints_each_url_once(
+    make_caller: Callable[..., Caller], receiver: Receiver
+) -> None:
+    """One job must not fan out into hundreds of POSTs: endpoints are capped per account
+    (webhook_endpoints_per_account, 10 by default) and a URL is registered once."""
+    caller = make_caller()
+    first = _create_endpoint(caller, f"{receiver.url}/0", ["job.succeeded"])
+    again = caller.client.post("/v1/webhook-endpoints", json={"url": f"{receiver.url}/0"})
+    assert again.status_code == 409, again.text
+    assert again.json()["input"] == "url"
+    assert first["id"] in again.json()["detail"]
+
+    for index in range(1, 10):
+        _create_endpoint(caller, f"{receiver.url}/{index}", ["job.succeeded"])
+    over = caller.client.post("/v1/webhook-endpoints", json={"url": f"{receiver.url}/10"})
+    assert over.status_code == 409, over.text
+    assert over.json()["input"] == "url"
+    assert "10 webhook endpoints" in over.json()["detail"]
+    assert len(caller.client.get("/v1/webhook-endpoints").json()["endpoints"]) == 10
+
+    # Another account has its own ten, and a deleted endpoint frees its place.
+    _create_endpoint(make_caller("stranger"), f"{receiver.url}/0", ["job.succeeded"])
+    assert caller.client.delete(f"/v1/webhook-endpoints/{first['id']}").status_code == 204
+    _create_endpoint(caller, f"{receiver.url}/10", ["job.succeeded"])
+
+
 HOSTILE_URLS = [
     ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
     ("http://[::1]:8080/hook", "::1 is a loopback address"),

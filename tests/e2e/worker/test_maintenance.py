@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 
 from tests.conftest import Caller, Stack, wait_for_job
 from tests.sample_images import png_for
@@ -120,7 +120,10 @@ def test_results_are_purged_when_their_ttl_runs_out(
         session.execute(
             update(Job)
             .where(Job.id == job.id)
-            .values(finished_at=job.finished_at - timedelta(minutes=2))
+            .values(
+                finished_at=job.finished_at - timedelta(minutes=2),
+                results_expire_at=job.results_expire_at - timedelta(minutes=2),
+            )
         )
         session.commit()
     from worker import maintenance
@@ -136,6 +139,56 @@ def test_results_are_purged_when_their_ttl_runs_out(
         data={"prompt": "x", "results_ttl": "10"},
     )
     assert too_short.status_code == 400
+
+
+def test_the_sweep_purges_every_expired_job_and_only_those(
+    runtime: Any, session_factory: Any
+) -> None:
+    """Fifty jobs whose results expired, ended after a thousand that keep theirs for 90
+    days: one sweep purges exactly the fifty."""
+    from core import accounts as accounts_service
+    from core import jobs as jobs_service
+    from db.engine import unit_of_work
+    from db.models import Job
+
+    with unit_of_work(session_factory) as session:
+        account_id = accounts_service.create_account(session, "acme").id
+
+    def add_jobs(count: int, ttl_seconds: int, **values: Any) -> set[uuid.UUID]:
+        ids = [uuid.uuid4() for _ in range(count)]
+        rows = [
+            {"id": job_id, "account_id": account_id, "status": "running", "prompt": "x",
+             "provider": "openai", "item_count": 0, "results_ttl_seconds": ttl_seconds}
+            | values
+            for job_id in ids
+        ]  # fmt: skip
+        with unit_of_work(session_factory) as session:
+            session.execute(insert(Job), rows)
+        return set(ids)
+
+    def end_jobs(count: int, ttl_seconds: int) -> set[uuid.UUID]:
+        ids = add_jobs(count, ttl_seconds)
+        with unit_of_work(session_factory) as session:
+            for job_id in ids:
+                jobs_service.finalize_job(session, runtime.settings, job_id)
+        return ids
+
+    # Ended yesterday, kept 90 days: written in one statement, as finalize_job would.
+    yesterday = jobs_service.utcnow() - timedelta(days=1)
+    long_lived = add_jobs(
+        1000, 90 * 24 * 3600, status="succeeded", finished_at=yesterday,
+        results_expire_at=yesterday + timedelta(days=90),
+    )  # fmt: skip
+    expired = end_jobs(50, 0)
+    recent = end_jobs(20, 3600)
+    from worker import maintenance
+
+    assert maintenance.sweep(runtime).jobs_purged == 50
+    with session_factory() as session:
+        purged = set(session.scalars(select(Job.id).where(Job.purged_at.is_not(None))))
+    assert purged == expired
+    assert not purged & (long_lived | recent)
+    assert maintenance.sweep(runtime).jobs_purged == 0
 
 
 def test_sweep_deletes_old_orphan_files_and_keeps_new_ones(
