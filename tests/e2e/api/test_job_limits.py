@@ -72,7 +72,9 @@ def test_more_than_3000_images_are_refused(
 @pytest.mark.parametrize(
     ("payload", "name", "code"),
     [
-        (b"%PDF-1.7 not an image", "report.pdf", "unsupported_image_format"),
+        # A PDF is read (its pages are counted at the door): this one is broken.
+        (b"%PDF-1.7 not an image", "report.pdf", "corrupt_image"),
+        (b"%!PS-Adobe-3.0 not an image", "report.ps", "unsupported_image_format"),
         (b"just some text", "notes.txt", "unsupported_image_format"),
         (b"", "empty.png", "corrupt_image"),
     ],
