@@ -82,6 +82,8 @@ def test_a_pdf_is_one_result_from_all_its_pages_each_value_grounded_on_its_page(
     assert services.stored_files() == []
 
 
+# The first test reads a stored PDF on both stores; these need one.
+@pytest.mark.one_store
 def test_pages_mode_gives_one_result_per_page(caller: Caller, services: Stack) -> None:
     document = scanned_pdf([["page one"], ["page two"], ["page three"]])
     response = _post(caller, [("images", ("scan.pdf", document, "application/pdf"))],
@@ -114,6 +116,7 @@ def pdf_server() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.one_store
 def test_a_pdf_by_url_is_priced_by_its_pages_once_fetched(
     make_caller: Callable[..., Caller], worker_process: Path, pdf_server: str
 ) -> None:
