@@ -303,21 +303,9 @@ def _upload(
     phase.finish()
 
 
-def _ledger(client: Client, page_size: int) -> Iterator[dict[str, Any]]:
-    """The account's credit movements, newest first, as the API gives them. (Read here as
-    JSON: the SDK's ``account.ledger()`` cannot read the entries' ``id``.)"""
-    params: dict[str, Any] = {"limit": page_size}
-    while True:
-        page = client.request("GET", "/v1/account/ledger", params=params).json()
-        yield from page["entries"]
-        if not page.get("next_cursor"):
-            return
-        params["cursor"] = page["next_cursor"]
-
-
 def _newest_ledger_entry(client: Client) -> str | None:
     """The account's newest credit movement, before this run sends anything."""
-    return next((str(entry["id"]) for entry in _ledger(client, 1)), None)
+    return next((str(entry.id) for entry in client.account.ledger(page_size=1)), None)
 
 
 def _mark_jobs_that_existed(client: Client, chunks: list[Chunk], mark: str | None) -> None:
@@ -328,11 +316,11 @@ def _mark_jobs_that_existed(client: Client, chunks: list[Chunk], mark: str | Non
     (The ledger's order is that of its rows, where the jobs' times may be whole seconds.)
     """
     reserved_now: set[str] = set()
-    for entry in _ledger(client, 500):
-        if str(entry["id"]) == mark:
+    for entry in client.account.ledger(page_size=500):
+        if str(entry.id) == mark:
             break
-        if entry["kind"] == "reserve" and entry.get("job_id"):
-            reserved_now.add(str(entry["job_id"]))
+        if entry.kind == "reserve" and entry.job_id is not None:
+            reserved_now.add(str(entry.job_id))
     for chunk in chunks:
         assert chunk.job is not None  # noqa: S101 — marked once sent
         chunk.existed = chunk.job.id not in reserved_now
