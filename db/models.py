@@ -283,7 +283,7 @@ class JobItem(Base):
 
     content: Mapped[str | None] = mapped_column(Text)
     parsed: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
-    # With grounding: {json path: {bbox, text, ocr_confidence, match, grounded}}.
+    # With grounding: {json path: {bbox, text, ocr_confidence, match, grounded, confidence}}.
     evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # With normalize: {json path: ISO date, or {amount, currency}}.
     normalized: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))

@@ -173,7 +173,7 @@ def extract_one(
         record["output"] = output
         if reader is not None and json_mode:
             printed = result.printed if result.printed is not None else reader(data)
-            record["evidence"] = ground(output, printed)
+            record["evidence"] = ground(output, printed, result.how)
         if typed and json_mode:
             record["normalized"] = normalize(output)
         record["usage"] = {

@@ -11,7 +11,7 @@ A provider turns a prepared image and a prompt into content plus token usage. It
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,6 +107,9 @@ class ModelResult:
     printed: tuple[PrintedLine, ...] | None = None
     # A document's pages in order, each with how it was read (extract_pages only).
     page_sources: tuple[PageSource, ...] | None = None
+    # How the provider found each value, by its path ("total", "items[0].name"), when it
+    # can say (the local engine's rules): each value's confidence is reckoned from it.
+    how: Mapping[str, str] | None = None
 
 
 class Provider(Protocol):

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from itertools import groupby
@@ -30,6 +30,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
+from extraction import confidence
 from extraction.contract import PrintedLine
 from extraction.engine.values import find_date_ranges
 
@@ -51,6 +52,9 @@ class Evidence:
     grounded: bool
     # The page (1-based) the box is on, for a document of several pages.
     page: int | None = None
+    # The probability that the value is right, when the provider said how it found it
+    # (extraction.confidence); None for a remote model's values.
+    confidence: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -61,6 +65,7 @@ class Evidence:
             else None,
             "match": round(self.match, 3),
             "grounded": self.grounded,
+            "confidence": round(self.confidence, 3) if self.confidence is not None else None,
         }
         # A single image's evidence stays as it always was: no page key.
         if self.page is not None:
@@ -409,21 +414,58 @@ def ground_value(value: Any, pool: Sequence[_Candidate]) -> Evidence:
     )
 
 
-def ground(result: Any, lines: Sequence[PrintedLine]) -> dict[str, dict[str, Any]]:
-    """Evidence for every non-empty leaf of ``result``, by its path."""
+def page_confidence(lines: Sequence[PrintedLine]) -> float | None:
+    """How well a page was read: its lines' mean OCR confidence (None without lines)."""
+    return sum(line.confidence for line in lines) / len(lines) if lines else None
+
+
+def with_confidence(
+    evidence: Evidence, value: Any, how: str | None, page: float | None
+) -> Evidence:
+    """``evidence`` with the value's calibrated confidence, when ``how`` says how it was
+    found (see extraction.confidence); ``page`` is the page's ``page_confidence``."""
+    if how is None:
+        return evidence
+    named = confidence.features(
+        how,
+        ocr_confidence=evidence.ocr_confidence,
+        match=evidence.match,
+        grounded=evidence.grounded,
+        value=value,
+        page_confidence=page,
+    )
+    return replace(evidence, confidence=confidence.calibration().probability(named))
+
+
+def ground(
+    result: Any, lines: Sequence[PrintedLine], how: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Evidence for every non-empty leaf of ``result``, by its path; with ``how`` (how the
+    provider found each value, by path) each also gets its confidence."""
     pool = candidates(lines)
-    return {path: ground_value(value, pool).as_json() for path, value in leaves(result)}
+    how = how or {}
+    page = page_confidence(lines)
+    return {
+        path: with_confidence(ground_value(value, pool), value, how.get(path), page).as_json()
+        for path, value in leaves(result)
+    }
 
 
-def ground_pages(results: Any, lines: Sequence[PrintedLine]) -> dict[str, dict[str, Any]]:
+def ground_pages(
+    results: Any, lines: Sequence[PrintedLine], how: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Evidence for a document read page by page: ``results[i]`` is page i + 1's result,
-    and its values are looked for on that page only (paths ``[0].total``, ``[1].date``)."""
+    and its values are looked for on that page only (paths ``[0].total``, ``[1].date``,
+    which ``how`` uses too)."""
     by_page: dict[int | None, list[PrintedLine]] = {}
     for line in lines:
         by_page.setdefault(line.page, []).append(line)
+    how = how or {}
     evidence = {}
     for index, result in enumerate(results if isinstance(results, list) else []):
-        pool = candidates(by_page.get(index + 1, []))
+        on_page = by_page.get(index + 1, [])
+        pool, page = candidates(on_page), page_confidence(on_page)
         for path, value in leaves(result, f"[{index}]"):
-            evidence[path] = ground_value(value, pool).as_json()
+            found = with_confidence(ground_value(value, pool), value, how.get(path), page)
+            evidence[path] = found.as_json()
     return evidence

@@ -19,7 +19,7 @@ import logging
 import queue
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -422,7 +422,9 @@ def _outcome(
     name: str,
     started: float,
     *,
-    evidence_of: Callable[[Any, Sequence[PrintedLine]], dict[str, Any]] = ground,
+    evidence_of: Callable[
+        [Any, Sequence[PrintedLine], Mapping[str, str] | None], dict[str, Any]
+    ] = ground,
     content: str | None = None,
     pages: list[dict[str, Any]] | None = None,
 ) -> jobs_service.ItemOutcome:
@@ -437,7 +439,7 @@ def _outcome(
         )  # fmt: skip
     evidence = None
     if snapshot.grounding and parsed is not None and result.printed is not None:
-        evidence = evidence_of(parsed, result.printed)
+        evidence = evidence_of(parsed, result.printed, result.how)
     return jobs_service.ItemOutcome(
         succeeded=True,
         content=result.content if content is None else content,
@@ -498,6 +500,12 @@ def _run_document(
             page_sources=tuple(
                 source for a in answers for source in a.result.page_sources or ()
             ),
+            # Page i's paths as ground_pages names them: "[i].total".
+            how={
+                f"[{index}]{'' if path.startswith('[') else '.'}{path}": rule
+                for index, a in enumerate(answers)
+                for path, rule in (a.result.how or {}).items()
+            },
         ),
         parsed=[a.parsed for a in answers] if request.json_mode else None,
         prompt_tokens=sum(a.prompt_tokens for a in answers),

@@ -10,13 +10,14 @@ fits are ``null``. A prompt without a schema gets the recognised text in reading
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -73,11 +74,19 @@ _BUYER_WORDS = re.compile(
 )
 
 
-# Keys that ask for a store or chain as a reader names it (the brand), not a legal name.
+# Keys that ask for a store or chain as a reader names it (the brand), not a legal name;
+# a merchant, dealer or market too, unless the key also asks for a company, firm or legal
+# name (SROIE's "Company / merchant name" wants the legal name).
 _STORE_WORDS = re.compile(
     r"(?<![^\W_])(?:store|shop|chain|brand|outlet|retailer|laden|geschaft|geschäft|filiale|"
     r"magasin|enseigne|boutique|tienda|comercio|negozio|loja|winkel|winkelnaam|商店|门店|品牌)"
-    r"(?![^\W_])",
+    r"(?![^\W_])"
+    r"|^(?![\s\S]*(?<![^\W_])(?:compan(?:y|ies)|firm|firma|legal|registered|corporate|"
+    r"unternehmen|gesellschaft|rechtlich\w*|soci[ée]t[ée]|raison|empresa|sociedad|raz[óo]n|"
+    r"azienda|societ[àa]|ragione|bedrijf|onderneming|vennootschap)(?![^\W_]))"
+    r"[\s\S]*?(?<![^\W_])(?:merchant|h(?:ä|a|ae)ndler|gesch(?:ä|a|ae)fts?|markt|supermarkt|"
+    r"supermarket|supermarch[ée]|commer[cç]ant|marchand|comerciante|esercente|negoziante|"
+    r"winkelier|handelaar)(?![^\W_])",
     re.IGNORECASE,
 )
 
@@ -94,6 +103,9 @@ class EngineResult:
     printed: tuple[PrintedLine, ...] = ()
     # How each page was read, in order (one entry for a single image).
     page_sources: tuple[PageSource, ...] = ()
+    # How each value was found, by its path (``SchemaFiller.how``): what its confidence
+    # is reckoned from.
+    how: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 # --- token usage -------------------------------------------------------------------------
@@ -216,6 +228,10 @@ class SchemaFiller:
         self._claimed: set[int] = set()
         self._label_fragments: set[int] = set()
         self._label_patterns: list[re.Pattern[str]] = []
+        # How each value was found, by its path ("total", "items[0].name"): the rule that
+        # gave it (see ``_find_value``) and the value's type, for its confidence.
+        self.how: dict[str, str] = {}
+        self._how = ""
 
     def fill(self, spec: Spec) -> Any:
         """The output value for ``spec``: a dict, list, string or ``None``."""
@@ -225,15 +241,22 @@ class SchemaFiller:
             for words in (re.findall(r"[^\W_]+", d) for d in self._descriptions(spec))
             if len("".join(words)) >= 4
         ]
-        return self._fill(spec, "")
+        return self._fill(spec, "", "")
 
-    def _fill(self, spec: Spec, context: str) -> Any:
+    def _fill(self, spec: Spec, context: str, path: str) -> Any:
         if isinstance(spec, ObjectSpec):
             inner = f"{context} {spec.description if spec.key else ''}".strip()
-            return {child.key: self._fill(child, inner) for child in spec.fields}
+            return {
+                child.key: self._fill(child, inner, f"{path}.{child.key}" if path else child.key)
+                for child in spec.fields
+            }
         if isinstance(spec, ArraySpec):
-            return self._fill_array(spec, context)
-        return self._fill_field(self._describe(spec, context))
+            return self._fill_array(spec, context, path)
+        field = self._describe(spec, context)
+        value = self._fill_field(field)
+        if value is not None:
+            self.how[path] = f"{self._how}/{field.value_type.value}"
+        return value
 
     def _describe(self, spec: FieldSpec, context: str) -> _Field:
         words = f"{context} {spec.description}".strip()
@@ -293,9 +316,11 @@ class SchemaFiller:
             subject = subject_words(words)
             ranged = self._range_value(subject, role)
             if ranged is not None and subject:
+                self._how = "range"
                 return ranged
             labelled = self._labelled_value(field)
             if labelled is not None or ranged is not None:
+                self._how = self._how if labelled is not None else "range"
                 return labelled or ranged
         qualifier = total_qualifier(words) if field.value_type is ValueType.AMOUNT else None
         if qualifier is not None:
@@ -305,6 +330,7 @@ class SchemaFiller:
         if concept == "total":
             # A gross total is never the net one after commission or discount.
             unless = _NET_FIGURES if qualifier is not None and qualifier.name == "gross" else None
+            self._how = "payable_total"
             return totals.payable_total(self.page, unless=unless)
         seller_block = not field.buyer and field.value_type in (
             ValueType.COMPANY,
@@ -317,13 +343,17 @@ class SchemaFiller:
             if labelled is not None:
                 return labelled
             if field.value_type is ValueType.COMPANY and _STORE_WORDS.search(words):
+                self._how = "store_name"
                 return merchant.store_name(self.page)
             if field.value_type is ValueType.COMPANY:
+                self._how = "company_name"
                 return merchant.company_name(self.page)
+            self._how = "issuer_address"
             return merchant.address(self.page)
         labelled = self._labelled_value(field)
         if labelled is not None:
             return labelled
+        self._how = "unlabelled"
         return self._unlabelled_value(field)
 
     def _range_value(self, subject: list[str], role: str) -> str | None:
@@ -356,9 +386,11 @@ class SchemaFiller:
         for hit in find_labels(self.page, variants, exclude=frozenset(self._claimed))[:12]:
             if not qualifier.printed.search(" ".join(f.text for f in hit.fragments)):
                 continue
-            value = (self._column_total(hit) if asks_total else None) or self._value_near(
-                hit, ValueType.AMOUNT
-            )
+            value = self._column_total(hit) if asks_total else None
+            self._how = "column_total"
+            if value is None:
+                value = self._value_near(hit, ValueType.AMOUNT)
+                self._how = f"qualified_{self._how}"
             if value is not None and find_amounts(value):
                 self._claimed.update(f.index for f in hit.fragments)
                 return value
@@ -395,6 +427,17 @@ class SchemaFiller:
             value = self._value_near(hit, field.value_type)
             if value is not None:
                 self._claimed.update(f.index for f in hit.fragments)
+                # How the label was found says how sure the value is: "+colon" (a label
+                # that ends in one), "+fuzzy" (read with slips), "+alias" (not the key's
+                # own words, another of its names).
+                self._how = "".join(
+                    (
+                        f"label_{self._how}",
+                        "+colon" if hit.colon else "",
+                        "+fuzzy" if hit.score < 0.95 else "",
+                        "+alias" if hit.variant > 0 else "",
+                    )
+                )
                 return value
         return None
 
@@ -402,10 +445,12 @@ class SchemaFiller:
         return fragment.index not in self._label_fragments and fragment not in hit.fragments
 
     def _value_near(self, hit: LabelHit, value_type: ValueType) -> str | None:
+        self._how = "tail"
         if hit.tail:
             value = _typed_value(hit.tail, value_type)
             if value is not None:
                 return value
+        self._how = "right"
         right: list[Fragment] = []
         for fragment in self.page.right_of(hit.last):
             if not self._usable(fragment, hit):
@@ -415,6 +460,16 @@ class SchemaFiller:
             right = right[1:]  # the label goes on ("Advertiser" "Name:"): the value follows
         if right and self._heads_a_column(hit, right[0]):
             right = []
+        if value_type in _FREE_TEXT:
+            # A value column that does not line up with its label column: the value is
+            # beside the label a little above or below its line, nearer than anything on it.
+            unit = self.page.line_height
+            offset = None
+            if not right or right[0].left - hit.last.right >= _BOX_GAP * unit:
+                offset = self._offset_value(hit)
+            if offset is not None:
+                right = [offset]
+                self._how = "offset"
         if right:
             if value_type in _FREE_TEXT:
                 text = right[0].text
@@ -424,6 +479,7 @@ class SchemaFiller:
             value = _typed_value(" ".join(f.text for f in right), value_type)
             if value is not None:
                 return value
+        self._how = "below"
         below = [f for f in self.page.below(hit.last) if self._usable(f, hit)]
         if len(below) > 1:
             # A value under its label starts at the label's left edge, not in the box before.
@@ -437,6 +493,42 @@ class SchemaFiller:
         elif below and not right:
             return _typed_value(self._strip_labels(" ".join(f.text for f in below)), value_type)
         return None
+
+    def _offset_value(self, hit: LabelHit) -> Fragment | None:
+        """The value of a label in a column of labels ("Advertiser" over "Agency" over
+        "Product", each with its value in a column to the right) when the value is not on
+        the label's row but half a line off it: the nearest text right of the label whose
+        middle is within a line of the label's, provided the label column goes on below
+        (the text under the label is the next label, with a value of its own, not this
+        label's value)."""
+        label, unit = hit.last, self.page.line_height
+        under = [
+            f
+            for f in self.page.below(hit.fragments[0], max_gap=1.0)
+            if abs(f.left - hit.fragments[0].left) < unit
+        ]
+        next_values = [
+            f
+            for f in (self.page.right_of(under[0]) if under else [])
+            if 0 < f.left - under[0].right < _BOX_GAP * unit and self._usable(f, hit)
+        ][:1]
+        if not next_values:
+            return None
+        middle = (label.top + label.bottom) / 2
+        # In the value column: lined up with the next label's value, and not that value.
+        beside = [
+            f
+            for f in self.page.fragments
+            if abs(f.left - next_values[0].left) < unit
+            and f is not next_values[0]
+            and 0 < f.left - label.right < _BOX_GAP * unit
+            and abs(f.center_y - middle) < 0.9 * unit
+            and self.page.row_of[f.index] is not self.page.row_of[label.index]
+            and self._usable(f, hit)
+            and f.index not in self._claimed
+            and not f.text.rstrip().endswith((":", "\uff1a"))
+        ]
+        return min(beside, key=lambda f: abs(f.center_y - middle), default=None)
 
     def _heads_a_column(self, hit: LabelHit, neighbour: Fragment) -> bool:
         """Whether a label without a colon heads a column of a grid of boxes (label above
@@ -512,7 +604,7 @@ class SchemaFiller:
             return find_time(page_text)
         return None
 
-    def _fill_array(self, spec: ArraySpec, context: str) -> list[Any]:
+    def _fill_array(self, spec: ArraySpec, context: str, path: str) -> list[Any]:
         item = spec.item
         if isinstance(item, ObjectSpec):
             leaves = [c for c in item.fields if isinstance(c, FieldSpec)]
@@ -526,6 +618,9 @@ class SchemaFiller:
                 for child in item.fields:
                     if isinstance(child, FieldSpec):
                         record[child.key] = _cast(row.get(child.key), child)
+                        if record[child.key] is not None:
+                            kind = detect_type(child.key, child.description, child.json_type)
+                            self.how[f"{path}[{len(records)}].{child.key}"] = f"table/{kind.value}"
                     else:
                         record[child.key] = empty_value(child)
                 records.append(record)
@@ -533,12 +628,18 @@ class SchemaFiller:
         if isinstance(item, FieldSpec):
             field = self._describe(item, f"{context} {spec.description}")
             page_text = "\n".join(row.text for row in self.page.rows)
+            found: list[Any]
             if field.value_type is ValueType.DATE:
-                return [d for _, d in find_dates(page_text)]
-            if field.value_type is ValueType.EMAIL:
-                return sorted(set(re.findall(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+", page_text)))
-            value = self._find_value(field)
-            return [value] if value is not None else []
+                found, self._how = [d for _, d in find_dates(page_text)], "list"
+            elif field.value_type is ValueType.EMAIL:
+                found = sorted(set(re.findall(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+", page_text)))
+                self._how = "list"
+            else:
+                value = self._find_value(field)
+                found = [value] if value is not None else []
+            for index in range(len(found)):
+                self.how[f"{path}[{index}]"] = f"{self._how}/{field.value_type.value}"
+            return found
         return []
 
 
@@ -581,12 +682,21 @@ def decode_image(image: Image.Image | bytes) -> Image.Image:
 
 def render_content(page: Page, prompt: str, scene: Scene, json_mode: bool) -> str:
     """The content string for ``prompt`` from a laid-out page (no OCR involved)."""
+    return fill_content(page, prompt, scene, json_mode)[0]
+
+
+def fill_content(
+    page: Page, prompt: str, scene: Scene, json_mode: bool
+) -> tuple[str, dict[str, str]]:
+    """``render_content`` and how each value was found, by its path (see
+    ``SchemaFiller.how``; empty for a prompt without a schema)."""
     spec = parse_schema(prompt)
     if spec is None:
         text = page.reading_text()
-        return json.dumps({"text": text}, ensure_ascii=False) if json_mode else text
-    value = SchemaFiller(page, scene).fill(spec)
-    return json.dumps(value, ensure_ascii=False)
+        return (json.dumps({"text": text}, ensure_ascii=False) if json_mode else text), {}
+    filler = SchemaFiller(page, scene)
+    value = filler.fill(spec)
+    return json.dumps(value, ensure_ascii=False), filler.how
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,7 +766,7 @@ def fill_from_pages(
     """Fill ``prompt`` from pages already read, laid out as one tall page (see
     ``build_pages``); ``started`` is the ``time.perf_counter()`` at which reading began."""
     page = build_pages([reading.text for reading in pages])
-    content = render_content(page, prompt, Scene(scene), json_mode)
+    content, how = fill_content(page, prompt, Scene(scene), json_mode)
     return EngineResult(
         content=content,
         usage=estimate_pages_usage(prompt, (reading.image_size for reading in pages), content),
@@ -665,6 +775,7 @@ def fill_from_pages(
         seconds=time.perf_counter() - started,
         printed=tuple(line for reading in pages for line in reading.printed),
         page_sources=tuple(reading.source for reading in pages),
+        how=how,
     )
 
 

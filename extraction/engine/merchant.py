@@ -3,18 +3,24 @@
 Receipts rarely label these. The name is the top-most line carrying a legal-form suffix
 (SDN BHD, LTD, GMBH, 有限公司), else the first prominent line; the address is the run of
 lines after it up to the first phone, registration, tax or date line. A store or chain name
-is what a reader gives instead: the brand on the logo line, without legal form or branch.
+is what a reader gives instead: the brand, without legal form or branch. Logos are often
+pictures and headers mix chain, branch and owner, so the store's name is voted on by every
+place the receipt prints it (logo line, thanks line, web domain, legal owner), and a company
+name without a legal form in the header asks the same places; slogans and headings
+("Gut und günstig", "Kassenbon") are never names, and no name is better than a wrong one.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from extraction.engine.layout import Page, Row
 from extraction.engine.values import (
     address_strength,
     company_strength,
     find_dates,
+    fold_accents,
     has_postcode,
     repair_company,
 )
@@ -143,11 +149,7 @@ def company_rows(page: Page) -> list[Row]:
     return []
 
 
-def company_name(page: Page) -> str | None:
-    """The issuer's name as printed, with suffix misreads repaired."""
-    rows = company_rows(page)
-    if not rows:
-        return None
+def _printed_company(page: Page, rows: list[Row]) -> str | None:
     following = page.rows[rows[-1].index + 1 : rows[-1].index + 2]
     if following and _BRANCH.match(following[0].text):
         rows = [*rows, following[0]]
@@ -155,10 +157,30 @@ def company_name(page: Page) -> str | None:
     return name or None
 
 
+def company_name(page: Page) -> str | None:
+    """The issuer's name as printed, with suffix misreads repaired. Without a legal-form
+    line in the header (common on European receipts) the whole receipt is asked: a legal
+    owner printed anywhere, else the store's name, else a labelled owner; never a slogan."""
+    rows = company_rows(page)
+    if rows and any(company_strength(r.text) == 2 for r in rows):
+        return _printed_company(page, rows)
+    header = _printed_company(page, rows) if rows else None
+    if header and _names_something(" ".join(r.text for r in rows)):
+        return header
+    legal, people = _owners(page)
+    if legal:
+        return legal[0]
+    vote = _best_vote(_store_votes(page))
+    if vote is not None:
+        return vote.name
+    return people[0] if people else None
+
+
 # Legal forms, in the languages receipts print them, cut from a store name's end.
 _LEGAL_FORM = re.compile(
-    r"[\s,]+(?:SDN\.?\s*[B8][HN][DUO0]|BHD|BERHAD|PTE\.?\s*LTD|PTY\.?\s*LTD|LTD|LIMITED|INC|"
-    r"L\.?L\.?C|CORP(?:ORATION)?|CO\.|PLC|LLP|GMBH(?:\s*&\s*CO\.?\s*(?:KG|OHG))?|AG|KG|OHG|"
+    r"(?:[\s,]+|(?<=\)))(?:SDN\.?\s*[B8][HN][DUO0]|SDN|BHD|BERHAD|PTE\.?\s*LTD|PTY\.?\s*LTD|"
+    r"LTD|LIMITED|INC|"
+    r"L\.?L\.?C|CORP(?:ORATION)?|CO\.|PLC|LLP|(?:GMBH|AG|SE|UG)(?:\s*[&+]\s*CO\.?\s*(?:KG|OHG))?|KG|OHG|"
     r"E\.\s?K\.?|SE|S\.?A\.?S|SARL|S\.?A\.?R\.?L|S\.?A|S\.?L|S\.?P\.?A|S\.?R\.?L|LDA|"
     r"B\.?V|N\.?V|[S5]/B|有限公司)\.?(?=\W*$)",
     re.IGNORECASE,
@@ -171,27 +193,467 @@ _BRANCH_TAIL = re.compile(
 )
 
 
-def store_name(page: Page) -> str | None:
-    """A store or chain name as a reader gives it: the most prominent line of the header
-    (the logo line), without its legal form or branch; else the company name, likewise."""
+_TRADE_TAIL = re.compile(
+    r"(?:[\s-]+(?:handels|handel|vertriebs|vertrieb|dienstleistungs|verwaltungs|betriebs|"
+    r"markt|m(?:ä|a|ae)rkte|holding|gruppe|group|deutschland)(?:-?(?:SE|AG|GmbH|KG))?"
+    r"|\s*&\s*(?:co\.?)?)+$",
+    re.IGNORECASE,
+)
+_FULL_WIDTH = str.maketrans("\uff08\uff09\uff1a", "():")
+
+
+def _cleaned_store(name: str) -> str:
+    """``name`` without a label, branch or legal form, when something is left of it."""
+    name = repair_company(_LABEL_PREFIX.sub("", name.translate(_FULL_WIDTH)))
+    owner = _OWNER_LABEL.search(name)
+    if owner and owner.start() > 0:
+        name = name[: owner.start()]  # "EDEKA Müller, Inh. Max Müller e.K."
+    for pattern in (_BRANCH_TAIL, _LEGAL_FORM, _BRANCH_TAIL):
+        cut = pattern.sub("", name).strip(" ,.-")
+        if _letters(cut) >= 2:
+            if pattern is _LEGAL_FORM and cut != name:
+                # A legal name's trade words are not the brand: "REWE Markt GmbH",
+                # "… Dienstleistungs-SE & Co. oHG".
+                cut = _TRADE_TAIL.sub("", cut).strip(" ,.-") or cut
+            name = cut
+    return name.strip()
+
+
+# --- the whole receipt's word on who issued it --------------------------------------------
+#
+# A logo is often a picture, and the header mixes chain, branch and legal owner, so the
+# name is gathered from every place a receipt prints it: the prominent header line, a
+# thanks or welcome line ("Vielen Dank für Ihren Einkauf bei …", "Ihr …-Team"), the web
+# or e-mail domain, and a legal-owner line ("Betreiber: … GmbH", "… S.A.R.L."). Each is a
+# vote; votes from different places that share a word back each other, and the name with
+# the most support wins. Where nothing names the store, there is no name: a slogan is not
+# one.
+
+# Thanks and welcome phrases, up to where the name follows.
+_THANKS = re.compile(
+    r"(?<![^\W\d_])(?:"
+    r"(?:vielen\s+|herzlichen\s+|besten\s+)?dank(?:e|en)?(?:\s+sch(?:ö|o|oe)n)?\s+"
+    r"f(?:ü|u|ue)r\s+(?:ihren|deinen|euren|den|ihre|deine|ihr)\s+(?:einkauf|besuch|bestellung)"
+    r"(?:\s+(?:bei|beim|im|in\s+der|in))?"
+    r"|thanks?(?:\s+you)?\s+for\s+(?:shopping|dining|visiting|choosing|"
+    r"your\s+(?:visit|purchase|custom|order|business))(?:\s+(?:at|with|to|in))?"
+    r"|merci\s+(?:de|pour|d['\u2019])\s*(?:votre|vos|avoir\s+choisi)"
+    r"(?:\s+(?:visite|achats?|confiance|fid[ée]lit[ée]))?(?:\s+(?:chez|[àa]|au|dans))?"
+    r"|bedankt\s+voor\s+(?:uw|je|jouw)\s+(?:aankoop|bezoek|boodschappen)(?:\s+(?:bij|aan|in))?"
+    r"|gracias\s+por\s+(?:su|tu)\s+(?:compra|visita)(?:\s+(?:en|a))?"
+    r"|gracias\s+por\s+(?:comprar\s+en|elegir(?:nos)?)"
+    r"|grazie\s+per\s+(?:(?:il\s+)?(?:suo|tuo|vostro)\s+acquisto|la\s+(?:sua\s+)?visita|"
+    r"aver\s+(?:acquistato|scelto))(?:\s+(?:da|presso|in|al|alla|a))?"
+    r"|(?:herzlich\s+)?willkommen\s+(?:bei|im|in\s+der)|welcome\s+to|"
+    r"bienvenue\s+(?:chez|[àa]|au)|welkom\s+(?:bij|in)|bienvenid[oa]s?\s+a|"
+    r"benvenut[oi]\s+(?:da|al|in|a)"
+    r")(?![^\W\d_])\s*[:,]?\s*",
+    re.IGNORECASE,
+)
+# The last word of a thanks phrase after which a name follows (not "Danke für Ihren Besuch").
+_NAME_FOLLOWS = frozenset(
+    "bei beim im in der at with to visiting choosing chez à a au dans choisi bij aan en "
+    "elegir elegirnos da presso al alla scelto".split()
+)
+# "Ihr REWE-Team", "Your Tesco team", "Das Team von …", "L'équipe …", "El equipo de …".
+_TEAM = re.compile(
+    r"(?<![^\W\d_])(?:ihr|ihre|euer|dein|your|the|uw|het|jouw|je)\s+(?P<before>\S.*?)[\s-]*"
+    r"team(?![^\W\d_])"
+    r"|(?<![^\W\d_])(?:team|staff)\s+(?:von|vom|der|des|van|of)\s+(?P<after>\S.*)"
+    r"|(?<![^\W\d_])(?:[ée]quipe|equipo|squadra)\s+(?:de\s+|du\s+|d['\u2019]\s*|di\s+|del\s+)?"
+    r"(?P<romance>\S.*)",
+    re.IGNORECASE,
+)
+# Leading words of a thanked name that are not part of it: "bei Ihrem EDEKA-Markt".
+_NAME_LEAD = re.compile(
+    r"^(?:(?:ihrem|ihrer|ihren|ihr|unserem|unserer|unseren|unser|dem|der|den|die|das|the|"
+    r"our|your|votre|notre|vos|nos|le|la|les|l['\u2019]|uw|onze|het|su|nuestra|nuestro|el|il|lo|"
+    r"nostro|nostra|vostro|vostra)\s+)+",
+    re.IGNORECASE,
+)
+# Where a thanked name ends: sentence punctuation, or a farewell joined by "and".
+_NAME_END = re.compile(
+    r"\s*(?:[!?;:|]|[.,](?=\s|$)|\s[-\u2013]\s).*$"
+    r"|\s+(?:und|and|et|en|y|e)\s+(?:bis|auf|besuchen|beehren|kommen|see|hope|come|have|"
+    r"à|a|au|tot|hasta|vuelva|arrivederci|torn\w*)(?![^\W\d_]).*$",
+    re.IGNORECASE,
+)
+# Words that only say where to buy ("im Markt", "bei uns"): no name on their own.
+_GENERIC = frozenset(
+    "uns us nous ons nosotros noi ihnen you vous markt supermarkt filiale geschaft geschaeft "
+    "laden store shop market supermarket magasin winkel tienda negozio team service kunden "
+    "kundenservice customer support center centre gmbh co kg ag ohg ek und and the der die "
+    "das am im zum zur de la le les du des el il van het een bei www online sarl sa sl bv nv "
+    "srl spa ltd inc handels vertriebs vertrieb gruppe group".split()
+)
+_PARTICLES = frozenset(
+    "de la le les du des d l van von der den het da di del della dos das do y e et und and "
+    "am im zum zur an auf op in of the bei chez au aux".split()
+)
+# Receipt headings and greetings in the languages receipts print them: not names.
+_NOT_A_NAME = re.compile(
+    r"^\W*(?:(?:herzlich\s+)?willkommen|welcome|bienvenue|bienvenid[oa]s?|benvenut[oi]|welkom|"
+    r"kassen(?:bon|beleg|zettel)|kunden(?:beleg|quittung)|beleg|bon|quittung|rechnung|"
+    r"barverkauf|kopie|duplikat|storno|ticket(?:\s+de\s+(?:caisse|compra))?|re[çc]u|facture|"
+    r"factura(?:\s+simplificada)?|recibo|scontrino(?:\s+fiscale)?|documento\s+commerciale|"
+    r"ricevuta|kassabon|bonnetje|kassaticket|kwitantie|factuur)\W*$",
+    re.IGNORECASE,
+)
+# Tax and register numbers in European receipts' words: a line with one is not a name.
+_TAX_LABEL = re.compile(
+    r"(?<![^\W\d_])(?:u?st(?:[-.\s]*(?:id|ident))?[-.\s]*(?:nr|no)|ust|st[-.\s]*nr|steuer\w*|"
+    r"mwst|tva|n°\s*tva|siret|siren|rcs|nif|cif|p\.?\s*iva|partita\s+iva|iva|btw|kvk|uid|"
+    r"hrb|hra|amtsgericht|registergericht|vat|gst)(?![^\W\d_])",
+    re.IGNORECASE,
+)
+# "Inh. …", "Betreiber: …", "exploité par …": the legal owner's line.
+_OWNER_LABEL = re.compile(
+    r"(?<![^\W\d_])(?:inh(?:aber(?:in)?)?\.?|betreiber(?:in)?|betrieben\s+von|"
+    r"eigent(?:ü|u|ue)mer(?:in)?|propri[ée]taire|exploit[ée]e?\s+par|g[ée]r[ée]e?\s+par|titular|"
+    r"eigenaar|uitgebaat\s+door|titolare|gestito\s+da|gestore|operated\s+by|owned\s+by|"
+    r"proprietor)(?![^\W\d_])\s*[:.]?\s*",
+    re.IGNORECASE,
+)
+_PARTS = re.compile(r"\s*(?:[,;·]|\s[-\u2013|]\s)\s*")
+# A slogan's grammar: sentence punctuation, a clause after a comma, or a pronoun first.
+_LOWER = "a-zäöüßàâçéèêëîïôûùœáíóúñì"
+_SENTENCE = re.compile(
+    rf"[!?]|(?-i:[{_LOWER}]{{2}}\.\s*$|,\s+[{_LOWER}])"
+    r"|^\W*(?:wir|ich|sie|du|we|you|nous|vous|wij|jij|nosotros|noi)(?![^\W\d_])",
+    re.IGNORECASE,
+)
+
+
+def _is_slogan(text: str) -> bool:
+    """A line that reads as a phrase, not a name ("Gut und günstig", "Besser leben.")."""
+    if _SENTENCE.search(text.replace("\u2019", "'")) and not _LEGAL_FORM.search(text):
+        return True
+    words = re.findall(r"[^\W\d_][^\W_]*", text)
+    content = [w for w in words[1:] if w.lower() not in _PARTICLES and len(w) >= 3]
+    lower = [w for w in content if w[0].islower()]
+    return bool(content) and 2 * len(lower) > len(content)
+
+
+# A price ("1,99", "12.50"): the line is an item or a total.
+_PRICE = re.compile(r"(?<![\d.,])\d{1,6}[.,]\d{2}(?![\d.,%])")
+
+
+def _names_something(text: str) -> bool:
+    """Whether a header line can be a name: not a heading, slogan, thanks, tax, price or
+    branch line ("Filiale 0815")."""
+    named = _BRANCH_TAIL.sub("", _LABEL_PREFIX.sub("", text))  # "Inv No.: 7819F712"
+    return bool(re.search(r"(?<![^\W_])[^\W\d_]{2,}(?![^\W_])", named)) and not (
+        _NOT_A_NAME.match(text)
+        or _PRICE.search(text)
+        or _is_heading(text)
+        or _THANKS.search(text)
+        or _TAX_LABEL.search(text)
+        or _is_slogan(text)
+    )
+
+
+_TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+
+
+def _keys(text: str) -> frozenset[str]:
+    """The words of ``text`` as they are compared across sources (case, accents and
+    spacing aside; "Müller" is also "mueller" as domains spell it), alone and in runs."""
+    words = re.findall(r"[^\W_]+", text.lower())
+    keys: set[str] = set()
+    for spelled in (
+        [w.translate(_TRANSLITERATION) for w in words],
+        [fold_accents(w) for w in words],
+    ):
+        keys.update(w for w in spelled if len(w) >= 2 and w not in _GENERIC)
+        # Words run together: "ALDI SÜD" is aldi-sued, "DOMINO'S" is dominos.
+        for first in range(len(spelled)):
+            for last in range(first + 2, min(first + 4, len(spelled)) + 1):
+                joined = "".join(spelled[first:last])
+                if len(joined) >= 3 and not _GENERIC.issuperset(spelled[first:last]):
+                    keys.add(joined)
+        if len(spelled) > 1 and not keys:
+            keys.add("".join(spelled))  # a name of common words only: "THE STORE"
+    return frozenset(keys)
+
+
+def _share_a_name(first: frozenset[str], second: frozenset[str]) -> bool:
+    """Whether two names share a word, or one's word starts the other's ("edeka" and
+    "edekamueller", "family" and "familymart")."""
+    if first & second:
+        return True
+    return any(
+        len(a) >= 4 and len(b) >= 4 and (a.startswith(b) or b.startswith(a))
+        for a in first
+        for b in second
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Vote:
+    """One place on the receipt that names the store, and how much it is trusted."""
+
+    name: str
+    source: str
+    weight: float
+    keys: frozenset[str]
+
+
+# How far each place is trusted alone; ties go to the earlier one in this order.
+_SOURCES = ("header", "named", "web", "owner")
+_PROMINENT, _PLAIN_HEADER, _NAMED, _WEB, _OWNER = 2.6, 1.5, 3.0, 2.5, 1.2
+_NAMED_AFTER_ARTICLE = 1.8
+_ARTICLE = re.compile(
+    r"(?:the|der|die|das|dem|den|le|la|les|l['\u2019]|het|de|el|il|lo)(?:\s|(?<=['\u2019]))",
+    re.IGNORECASE,
+)
+
+
+def _header_vote(page: Page) -> _Vote | None:
+    """The logo line: the tallest name-like line of the header, else the issuer's line."""
     header = [
         r
         for r in page.rows[:8]
-        if _eligible_name(r.text) and address_strength(r.text) < 2 and not _BRANCH.match(r.text)
+        if _eligible_name(r.text)
+        and address_strength(r.text) < 2
+        and not _BRANCH.match(r.text)
+        and _names_something(r.text)
+        and not _OWNER_LABEL.match(r.text.strip())
     ]
-    rows = company_rows(page)
+    rows = [
+        r
+        for r in company_rows(page)
+        if _names_something(r.text) and not _OWNER_LABEL.match(r.text.strip())
+    ]
     if header:
         tallest = max(header, key=lambda r: (r.height, -r.index))
         if not rows or tallest.height > 1.2 * rows[0].height or tallest.index <= rows[0].index:
             rows = [tallest]
     if not rows:
         return None
-    name = _LABEL_PREFIX.sub("", " ".join(r.text for r in rows))
-    for pattern in (_BRANCH_TAIL, _LEGAL_FORM, _BRANCH_TAIL):
-        cut = pattern.sub("", name).strip(" ,.-")
-        if _letters(cut) >= 2:
-            name = cut
-    return name or None
+    name = _cleaned_store(" ".join(r.text for r in rows))
+    if not name or not _keys(name):
+        return None
+    prominent = rows[0].height > 1.25 * page.line_height
+    return _Vote(name, "header", _PROMINENT if prominent else _PLAIN_HEADER, _keys(name))
+
+
+def _thanked_name(tail: str) -> str | None:
+    """The name at the start of ``tail`` (the words after "Danke für Ihren Einkauf bei")."""
+    name = _NAME_LEAD.sub("", _NAME_END.sub("", tail.strip()).strip(" \"'„“”»«"))
+    words = name.split()
+    if words and (words[0][0].isupper() or words[0][0].isdigit()):
+        # "EDEKA Müller vous remercie": the name is the run of capitalised words.
+        kept: list[str] = []
+        for at, word in enumerate(words):
+            capital = word[0].isupper() or word[0].isdigit() or word == "&"
+            joins = (
+                word.lower() in _PARTICLES and at + 1 < len(words) and words[at + 1][0].isupper()
+            )
+            if not (capital or joins):
+                break
+            kept.append(word)
+        name = " ".join(kept)
+    name = _cleaned_store(name.strip(" \"'„“”»«-"))
+    plain = {w.lower() for w in re.findall(r"[^\W_]+", name)}
+    if _letters(name) < 2 or _GENERIC.issuperset(plain) or _NOT_A_NAME.match(name):
+        return None  # "bei uns", "the customer service team"
+    return name
+
+
+def _named_votes(page: Page) -> list[_Vote]:
+    """Names after a thanks or welcome phrase, or before "Team", anywhere on the page."""
+    votes = []
+    for row in page.rows:
+        text = row.text
+        name, tail = None, ""
+        thanks = _THANKS.search(text)
+        if thanks:
+            tail = text[thanks.end() :]
+            last = thanks.group(0).split()[-1].strip(":,").lower()
+            if last in _NAME_FOLLOWS:
+                following = page.rows[row.index + 1 : row.index + 2]
+                if not _letters(tail) and following:
+                    tail = following[0].text  # the name printed on the next line
+                name = _thanked_name(tail)
+        team = None if name else _TEAM.search(text)
+        if team:
+            tail = team.group("before") or team.group("after") or team.group("romance")
+            name = _thanked_name(tail)
+        if name:
+            # "Welcome to the Family": a name after an article may be a common noun.
+            weight = _NAMED_AFTER_ARTICLE if _ARTICLE.match(tail.strip()) else _NAMED
+            votes.append(_Vote(name, "named", weight, _keys(name)))
+    return votes
+
+
+_TLDS = r"de|at|ch|fr|be|nl|lu|es|it|pt|eu|uk|ie|dk|se|fi|pl|cz|com|net|org|info|biz|shop"
+_LABEL = r"[a-z0-9äöüß](?:[a-z0-9äöüß-]*[a-z0-9äöüß])?"
+# A web or mail address; one without "www", "@" or "http" only in lower case ("dm.de"),
+# so "Reg.No" or "Nr.DE" is none.
+_WEB_ADDRESS = re.compile(
+    rf"(?i:(?<![\w.@-])(?:https?://)?www\d?\.|@)((?i:{_LABEL}\.)+)(?i:{_TLDS})(?![\w-])"
+    rf"|(?<![\w.@/-])((?:{_LABEL}\.)+)(?:{_TLDS})(?![\w-])"
+)
+# Mail and social platforms, and second levels of country domains: nobody's store name.
+_NOT_A_DOMAIN_NAME = frozenset(
+    "www gmail googlemail gmx web t-online yahoo hotmail outlook live icloud me aol posteo "
+    "freenet arcor mail email orange wanadoo free sfr laposte libero tiscali virgilio alice "
+    "hetnet ziggo kpn telefonica movistar facebook instagram twitter youtube tiktok google "
+    "linkedin whatsapp co com org net gov ac".split()
+)
+_WEB_WORDS = frozenset("online shop web www info digital app store".split())
+# A domain on a line about a till maker, a survey, points or jobs belongs to someone else.
+_OTHER_PARTY = re.compile(
+    r"kassen(?:system|software)|software|powered|erstellt\s+mit|system\s+(?:by|von)|punkte|"
+    r"points|coupon|gewinnspiel|umfrage|survey|feedback|bewert|karriere|career|jobs?\b|"
+    r"newsletter|zahlungsdienst",
+    re.IGNORECASE,
+)
+
+
+def _web_labels(text: str) -> list[str]:
+    """The name part of each web or mail domain on a line ("lidl" of "www.lidl.de")."""
+    if re.search(r"www|@|https?:", text, re.IGNORECASE):
+        text = re.sub(r"\s*([.@])\s*(?=\w)", r"\1", text)  # OCR spaces a web address out
+    labels = []
+    for match in _WEB_ADDRESS.finditer(text):
+        host = match.group(1) or match.group(2)
+        parts = [p for p in host.lower().split(".") if p]
+        while parts and parts[-1] in _NOT_A_DOMAIN_NAME:
+            parts.pop()
+        if parts and not parts[-1].isdigit() and len(parts[-1]) >= 2:
+            labels.append(parts[-1])
+    return labels
+
+
+# What is left of a web or mail address OCR misread ("www.dominos...my/terms").
+_WEB_CHUNK = re.compile(r"\S*(?:www\.|@|https?:)\S*", re.IGNORECASE)
+
+
+def _label_keys(label: str, whole: bool = False) -> frozenset[str]:
+    """A domain name's keys: whole, without web words ("netto-online" is netto), by its
+    parts unless ``whole``, and with "ue" for "ü" read back as "u" (OCR often drops the
+    dots of "SÜD")."""
+    parts = [p for p in label.split("-") if p]
+    kept = [p for p in parts if p not in _WEB_WORDS] or parts
+    keys = {"".join(parts), "".join(kept)}
+    if not whole:
+        keys.update(p for p in kept if p not in _GENERIC)
+    return frozenset(keys | {re.sub(r"(?<=[aou])e", "", k) for k in keys})
+
+
+def _printed_as(page: Page, label: str) -> str | None:
+    """The words on the page spelling a domain's name ("ALDI SÜD" for aldi-sued), as
+    printed, from the tallest line that has them."""
+    wanted = _label_keys(label, whole=True)
+    found: list[tuple[float, int, str]] = []
+    for row in page.rows:
+        text = _WEB_CHUNK.sub(" ", _WEB_ADDRESS.sub(" ", row.text))
+        tokens = list(re.finditer(r"[^\W_]+", text))
+        for first in range(len(tokens)):
+            for last in range(first, min(first + 4, len(tokens))):
+                words = [t.group(0).lower() for t in tokens[first : last + 1]]
+                spelled = {
+                    "".join(w.translate(_TRANSLITERATION) for w in words),
+                    "".join(fold_accents(w) for w in words),
+                }
+                if spelled & wanted:
+                    span = text[tokens[first].start() : tokens[last].end()]
+                    found.append((-row.height, row.index, span))
+    return min(found)[2] if found else None
+
+
+def _web_votes(page: Page) -> list[_Vote]:
+    """The domain of the store's web site or mail address, as the page prints that name."""
+    seen: dict[str, int] = {}
+    for row in page.rows:
+        if _OTHER_PARTY.search(row.text):
+            continue
+        for label in _web_labels(row.text):
+            seen[label] = seen.get(label, 0) + 1
+    votes = []
+    for label, count in seen.items():
+        name = _printed_as(page, label) or label
+        keys = _keys(name) | _label_keys(label)
+        votes.append(_Vote(name, "web", _WEB + 0.2 * min(count - 1, 2), frozenset(keys)))
+    return votes
+
+
+def _owners(page: Page) -> tuple[list[str], list[str]]:
+    """Legal owners printed anywhere: names with a legal form (incl. a labelled owner's),
+    and labelled owners without one (a person: "Inh. Max Mustermann")."""
+    legal: list[str] = []
+    people: list[str] = []
+    for row in page.rows:
+        if _THANKS.search(row.text):
+            continue
+        for part in _PARTS.split(row.text):
+            labelled = _OWNER_LABEL.search(part)
+            if labelled:
+                part = part[labelled.end() :]
+            tax = _TAX_LABEL.search(part)
+            if tax:
+                # "Müller Lebensmittel GmbH USt-IdNr DE…": the owner of the number.
+                part = part[: tax.start()].strip(" ,;:-(")
+            # "… GmbH & Co. KG": KG is a legal form here, not a Malaysian kampung.
+            if not _eligible_name(part) or address_strength(_LEGAL_FORM.sub("", part)) >= 2:
+                continue
+            if part.count("(") != part.count(")"):
+                continue  # a name broken over lines; the header rules read those
+            if _LEGAL_FORM.search(part):
+                legal.append(repair_company(part))
+            elif labelled and not _is_slogan(part):
+                people.append(part.strip(" ,.;:"))
+    return legal, people
+
+
+def _owner_votes(page: Page) -> list[_Vote]:
+    votes = []
+    for legal in _owners(page)[0]:
+        name = _cleaned_store(legal)
+        if _keys(name) and not _is_slogan(name):
+            votes.append(_Vote(name, "owner", _OWNER, _keys(name)))
+    return votes
+
+
+def _best_vote(votes: list[_Vote]) -> _Vote | None:
+    """The vote with the most support: its own weight and, from each other source, the
+    weight of the strongest vote sharing a word with it."""
+    best: tuple[float, int, _Vote] | None = None
+    for vote in votes:
+        support = vote.weight
+        for source in _SOURCES:
+            if source != vote.source:
+                support += max(
+                    (
+                        v.weight
+                        for v in votes
+                        if v.source == source and _share_a_name(v.keys, vote.keys)
+                    ),
+                    default=0.0,
+                )
+        rank = (support, -_SOURCES.index(vote.source))
+        if best is None or rank > best[:2]:
+            best = (*rank, vote)
+    return best[2] if best else None
+
+
+def _store_votes(page: Page) -> list[_Vote]:
+    header = _header_vote(page)
+    return [
+        *([header] if header else []),
+        *_named_votes(page),
+        *_web_votes(page),
+        *_owner_votes(page),
+    ]
+
+
+def store_name(page: Page) -> str | None:
+    """A store or chain name as a reader gives it: the brand, without legal form or branch,
+    from what the whole receipt says (header, thanks line, web domain, legal owner), the
+    name most places agree on; None when nothing but slogans and headings is printed."""
+    vote = _best_vote(_store_votes(page))
+    return vote.name if vote else None
 
 
 def _postcode_then_place(text: str) -> bool:

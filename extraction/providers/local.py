@@ -60,7 +60,11 @@ class LocalProvider:
             recognizer=self._engine(),
         )
         return ModelResult(
-            content=result.content, usage=result.usage, raw=_raw(result), printed=result.printed
+            content=result.content,
+            usage=result.usage,
+            raw=_raw(result),
+            printed=result.printed,
+            how=result.how,
         )
 
     def extract_pages(
@@ -82,6 +86,7 @@ class LocalProvider:
             raw={**_raw(result), "pages": len(result.page_sources)},
             printed=result.printed,
             page_sources=result.page_sources,
+            how=result.how,
         )
 
     def read(self, data: bytes) -> tuple[PrintedLine, ...]:

@@ -57,6 +57,8 @@ def test_a_remote_models_answer_gets_evidence_where_each_value_is_printed(
     for path, drawn in (("width", "Width: 480 px"), ("height", "Height: 320 px")):
         found = item["evidence"][path]
         assert found["grounded"] is True
+        # A remote model says nothing of how it found a value: no confidence is made up.
+        assert found["confidence"] is None
         assert drawn.split()[1] in found["text"]
         _x0, y0, _x1, y1 = found["bbox"]
         # On the line where the value is printed.

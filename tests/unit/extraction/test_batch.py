@@ -65,6 +65,8 @@ def test_extract_a_folder_to_json_lines_with_errors_per_image(tmp_path: Path) ->
     assert evidence["total"]["grounded"]
     assert evidence["invoice_no"]["text"] == "INV-1001"
     assert evidence["invoice_no"]["bbox"][1] < evidence["total"]["bbox"][1]
+    # With the probability that each is right, from how the engine found it.
+    assert all(0 < found["confidence"] < 1 for found in evidence.values())
 
 
 def test_extract_gives_typed_values_with_normalize_and_no_evidence_without_grounding(

@@ -233,6 +233,37 @@ def test_chinese_and_medical_labels_on_recognised_lines() -> None:
     assert medical == {"patient_name": "张三", "department": "内科", "diagnosis": None}
 
 
+def _box(text: str, x0: float, y0: float, x1: float, y1: float) -> OcrLine:
+    return OcrLine(text, ((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0.99)
+
+
+def test_a_value_half_a_line_off_its_label_in_a_column_of_labels_is_that_labels() -> None:
+    # An order's header: labels one under the other, values in a column to the right, the
+    # first value printed a little lower than its label (so OCR puts it on a row of its
+    # own), and another box's label far right on the label's row.
+    page = build_page(
+        [
+            _box("WXYZ", 230, 91, 280, 119),
+            _box("Advertiser", 460, 91, 525, 110),
+            _box("Lakeside Growers Cooperative", 600, 105, 790, 124),
+            _box("Sold By", 1040, 91, 1110, 110),
+            _box("Agency", 460, 117, 510, 136),
+            _box("Northgate Media Buying", 600, 118, 780, 137),
+            _box("Product", 460, 142, 510, 161),
+            _box("Public Service", 600, 142, 700, 161),
+        ],
+        1600,
+        400,
+    )
+    prompt = '{"advertiser": "Advertiser (the client buying the airtime)", "agency": "Agency"}'
+    output = json.loads(render_content(page, prompt, Scene.GENERAL, True))
+    # Not the far box's label, not the next label under it.
+    assert output == {
+        "advertiser": "Lakeside Growers Cooperative",
+        "agency": "Northgate Media Buying",
+    }
+
+
 @pytest.fixture(scope="module")
 def provider() -> Iterator[LocalProvider]:
     local = LocalProvider()
