@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 from extraction import confidence
 from extraction.contract import PrintedLine, Scene
@@ -32,7 +33,7 @@ def _page(rows: list[tuple[str, float]]) -> tuple[Page, list[PrintedLine]]:
     return build_page(lines, 700, height), printed
 
 
-def _evidence(rows: list[tuple[str, float]], prompt: str = PROMPT) -> dict[str, dict]:
+def _evidence(rows: list[tuple[str, float]], prompt: str = PROMPT) -> dict[str, dict[str, Any]]:
     page, printed = _page(rows)
     content, how = fill_content(page, prompt, Scene.GENERAL, True)
     return ground(json.loads(content), printed, how)
