@@ -37,7 +37,10 @@ _HEADINGS = re.compile(
 _ADDRESS_STOP = re.compile(
     r"(?<![A-Z])(?:TEL|TELEPHONE|PHONE|FAX|H/?P|MOBILE|E-?MAIL|WWW|HTTP|GST|SST|VAT|TAX|"
     r"REG(?:ISTRATION)?|ROC|CO\.?\s*(?:NO|REG)|COMPANY\s*NO|BUSINESS\s*NO|INVOICE|RECEIPT|"
-    r"CASHIER|DATE|TIME|TABLE|BILL|DOC|ORDER|SLIP|TERMINAL|POS|OPEN|HOURS|ID\s*NO)"
+    r"CASHIER|DATE|TIME|TABLE|BILL|DOC|ORDER|SLIP|TERMINAL|POS|OPEN|HOURS|ID\s*NO|"
+    # Tax and register numbers in Europe: Steuernummer, USt-IdNr, UID, HRB, SIRET, TVA,
+    # P.IVA, CIF/NIF, BTW, KvK.
+    r"ST\.?\s?-?\s?NR|STEUER\w*|UST\w*|UID|HR[AB]|SIRET|SIREN|TVA|P\.?\s?IVA|CIF|NIF|BTW|KVK)"
     r"(?![A-Z])|电话|传真|税号|发票|日期",
     re.IGNORECASE,
 )
@@ -662,8 +665,22 @@ def _postcode_then_place(text: str) -> bool:
     return bool(match) and has_postcode(text)
 
 
+# What comes after the issuer block on a receipt, never part of an address: a currency
+# heading over the prices ("EUR") or an item line ending in its price ("Brot 2,49 A").
+_RECEIPT_BODY = re.compile(
+    r"^\W*(?:EUR|CHF|GBP|USD|SEK|NOK|DKK|PLN|CZK|€|£|\$)\W*$"
+    r"|\d[.,]\d{2}(?:\s*(?:€|EUR|[A-Z]|\*){0,2})?\s*$",
+    re.IGNORECASE,
+)
+
+
 def _stops_address(text: str) -> bool:
-    return bool(_ADDRESS_STOP.search(text) or find_dates(text) or _is_heading(text))
+    return bool(
+        _ADDRESS_STOP.search(text)
+        or find_dates(text)
+        or _is_heading(text)
+        or (_RECEIPT_BODY.search(text) and address_strength(text) < 2)
+    )
 
 
 # Countries end an address; whatever follows (a mall, a branch) is something else.

@@ -740,6 +740,13 @@ _STREET = re.compile(
     r"straat|laan|gracht|plein|kade|singel)\s*\d",
     re.IGNORECASE,
 )
+# German streets named by a preposition and a place, with a house number: "Am Rathaus 9",
+# "An der Mühle 3a", "Zur Post 1" (case matters: "AM 12" is a time).
+_PLACE_STREET = re.compile(
+    r"^\W*(?:Am|An\s+der|An\s+den|Auf\s+der|Auf\s+dem|Im|In\s+der|In\s+den|Zum|Zur|"
+    r"Hinter\s+der|Unter\s+den|Vor\s+dem|Beim)\s+[A-ZÄÖÜ][\wäöüß.\-]+(?:\s+[\wäöüß.\-]+)?"
+    r"\s+\d{1,4}\s?[a-z]?\b"
+)
 _POSTCODE = re.compile(
     r"(?<![\w\-/.])(?:\d{5}|\d{6}|\d{4}(?=\s+[A-Z])|\d{5}-\d{4}|\d{4}-\d{3}|"
     r"[A-Z]\d[A-Z]\s?\d[A-Z]\d)(?![\d\-/.])"
@@ -750,11 +757,16 @@ _CJK_ADDRESS = re.compile(r"[省市区县镇乡村路街道巷号楼室弄]")
 def address_strength(text: str) -> int:
     """How much a line looks like part of a postal address (0 = not at all)."""
     score = 0
-    if _STREET.search(text) or re.match(r"\W*(?:NO|LOT|UNIT)\b\W*\d", text, re.IGNORECASE):
+    if (
+        _STREET.search(text)
+        or _PLACE_STREET.match(text)
+        or re.match(r"\W*(?:NO|LOT|UNIT)\b\W*\d", text, re.IGNORECASE)
+    ):
         score += 2
     if _POSTCODE.search(text):
         score += 2
-    if re.search(r"\d", text) and "," in text:
+    # A comma between parts ("NO 12, JALAN"), not a decimal comma ("2,49").
+    if re.search(r"\d", text) and re.search(r"(?<!\d),|,(?!\d)", text):
         score += 1
     if len(_CJK_ADDRESS.findall(text)) >= 2:
         score += 2

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from extraction.engine.document import extract_document
 from extraction.engine.layout import Page, build_page
+from extraction.engine.merchant import address
 from extraction.engine.ocr import OcrLine, TextRecognizer
 from extraction.engine.totals import payable_total
 from extraction.engine.values import (
@@ -400,6 +401,22 @@ def _printed(texts: list[str]) -> Page:
         for y, text in zip(range(40, 40 + 50 * len(texts), 50), texts, strict=True)
     ]
     return build_page(lines, 700, 60 + 50 * len(texts))
+
+
+def test_a_european_receipts_address_ends_before_its_prices_and_tax_numbers() -> None:
+    # A decimal comma is a price, not a comma between an address's parts; a currency
+    # heading, an item line and a tax number are where the issuer block ends.
+    for lines, expected in (
+        (["Filiale 0815", "Lindenallee 12", "20095 Hamburg", "EUR", "Vollkornbrot 2,49 A",
+          "Bergkäse 12,80 A"], "Lindenallee 12 20095 Hamburg"),
+        (["Bäckerei Krume", "Hauptstr. 17, 70173 Stuttgart", "St.-Nr. 99/123/45678",
+          "2 x Brezel 1,60"], "Hauptstr. 17, 70173 Stuttgart"),
+        (["Markt 2317", "Am Rathaus 9", "01067 Dresden", "Äpfel 2,99", "Tomaten 1,79"],
+         "Am Rathaus 9 01067 Dresden"),
+        (["Getränke Quelle", "Königstr. 2, 90402 Nürnberg", "USt-IdNr. DE812345678",
+          "Cola 3,57"], "Königstr. 2, 90402 Nürnberg"),
+    ):  # fmt: skip
+        assert address(_printed(lines)) == expected, lines
 
 
 def test_a_total_that_says_tax_is_included_is_the_total() -> None:
