@@ -364,15 +364,21 @@ class SchemaFiller:
         found = []
         for row in self.page.rows:
             above = self.page.rows[row.index - 1].text if row.index > 0 else ""
-            near = f"{above} {row.text}".lower()
-            for _at, first, second in find_date_ranges(row.text):
+            ranges = find_date_ranges(row.text)
+            for number, (at, first, second) in enumerate(ranges):
                 spans = re.sub(r"\W", "", first) != re.sub(r"\W", "", second)
-                mentioned = any(word in near for word in subject)
-                found.append((not mentioned, not spans, row.index, first, second))
+                # The key's word printed just before this range on its row (after the
+                # range before it: "Invoice Period 1/27 - 2/14 Flight Dates 2/8 - 2/14"),
+                # else on the row above a row holding only this range.
+                since = ranges[number - 1][0] + 1 if number else 0
+                before = row.text[since:at].lower()
+                above_only = above.lower() if len(ranges) == 1 else ""
+                mentioned = any(word in before or word in above_only for word in subject)
+                found.append((not mentioned, not spans, row.index, at, first, second))
         if not found:
             return None
         best = min(found)
-        return best[3] if role == "start" else best[4]
+        return best[4] if role == "start" else best[5]
 
     def _qualified_amount(self, field: _Field, qualifier: Qualifier) -> str | None:
         """An amount the key qualifies ("gross", "net", "subtotal", "tax"): read beside a

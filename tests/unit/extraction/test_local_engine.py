@@ -264,6 +264,22 @@ def test_a_value_half_a_line_off_its_label_in_a_column_of_labels_is_that_labels(
     }
 
 
+def test_the_range_after_the_keys_word_on_a_row_of_two_ranges_is_the_keys() -> None:
+    page = build_page(
+        [
+            _line("Invoice Date 02/16/20", 40, 40, 400),
+            _line("Invoice Period 01/27/20 - 02/14/20", 40, 90, 420),
+            _line("Flight Dates 03/02/20 - 03/08/20", 520, 90, 420),
+            _line("Advertiser Harbour Hardware", 40, 140, 400),
+        ],
+        1000,
+        200,
+    )
+    prompt = '{"flight_start_date": "Flight start date", "flight_end_date": "Flight end date"}'
+    output = json.loads(render_content(page, prompt, Scene.GENERAL, True))
+    assert output == {"flight_start_date": "03/02/20", "flight_end_date": "03/08/20"}
+
+
 @pytest.fixture(scope="module")
 def provider() -> Iterator[LocalProvider]:
     local = LocalProvider()
