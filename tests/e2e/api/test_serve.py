@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests import stack
+from tests.sample_pdfs import text_pdf
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
@@ -108,6 +109,27 @@ def test_serve_prints_a_key_and_a_curl_that_works_as_printed_and_nothing_more(
         assert fields["total"] == "11.50"
         assert fields["date"] == "21/11/2026"
         assert "SUNRISE STATIONERY" in fields["company"]
+        # The local engine says how sure it is of each value, beside its evidence.
+        evidence = job["results"][0]["evidence"]
+        assert set(evidence) == set(fields)
+        assert all(0.5 < found["confidence"] < 1 for found in evidence.values()), evidence
+
+        # A PDF page by page: each page's values keep their confidence (paths "[i].…").
+        key = curl.split("Bearer ", 1)[1].split("'", 1)[0]
+        pages = httpx.post(
+            f"http://127.0.0.1:{port}/v1/jobs?wait=60",
+            headers={"Authorization": f"Bearer {key}"},
+            files=[("images", ("two.pdf", text_pdf([["Total: 12.50"], ["Total: 7.25"]]),
+                               "application/pdf"))],
+            data={"prompt": '{"total": "Total"}', "json_mode": "true",
+                  "document_mode": "pages"},
+            timeout=90,
+        ).json()  # fmt: skip
+        assert pages["status"] == "succeeded", pages
+        paged = pages["results"][0]
+        assert paged["parsed"] == [{"total": "12.50"}, {"total": "7.25"}]
+        assert set(paged["evidence"]) == {"[0].total", "[1].total"}
+        assert all(0.5 < found["confidence"] < 1 for found in paged["evidence"].values())
 
         receipts = SHARED_DATA / "sroie-dev" / "images"
         if receipts.is_dir():
