@@ -13,7 +13,9 @@ checks it on the other half::
 
     python -m tests.benchmarks.local_engine --set all --fit-calibration
 
-A remote model's values have no rule to read; their confidence is ``None``.
+A remote model's values have no rule to read, and a value found by a rule the labelled
+sets never exercise (a store name: none labels one) has no calibration: their confidence
+is ``None``, which a user routes to review like a low one.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class Calibration:
     """A logistic model: probability = sigmoid(sum of weight x feature)."""
 
     weights: Mapping[str, float]
+
+    def knows(self, named: Mapping[str, float]) -> bool:
+        """Whether the fit saw values found by this rule: a rule the labelled sets never
+        exercise (a store name: no set labels one) has no calibrated probability."""
+        return all(name in self.weights for name in named if name.startswith("rule="))
 
     def probability(self, named: Mapping[str, float]) -> float:
         z = sum(self.weights.get(name, 0.0) * value for name, value in named.items())

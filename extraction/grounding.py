@@ -434,7 +434,10 @@ def with_confidence(
         value=value,
         page_confidence=page,
     )
-    return replace(evidence, confidence=confidence.calibration().probability(named))
+    model = confidence.calibration()
+    if not model.knows(named):
+        return evidence
+    return replace(evidence, confidence=model.probability(named))
 
 
 def ground(

@@ -83,7 +83,8 @@ class Value:
     field: str
     half: str
     features: dict[str, float]
-    confidence: float
+    # None for a value of a rule the calibration has no data for (see Calibration.knows).
+    confidence: float | None
     right: bool
 
 
@@ -298,7 +299,7 @@ def judged_values(
             right, _soft = score_py.correct(field, expected, got, typed)
             values.append(
                 Value(record["id"], field, split[record["id"]], named,
-                      float(evidence["confidence"]), bool(right))
+                      evidence["confidence"], bool(right))
             )  # fmt: skip
     return values
 
@@ -356,14 +357,14 @@ def report(results: list[SetResult]) -> str:
         "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in results:
-        pairs = [(v.confidence, v.right) for v in r.values]
+        pairs = calibrated(r.values)
         if not pairs:
             continue
         ece = confidence.expected_calibration_error(pairs)[0]
         by_half = [
-            confidence.expected_calibration_error(
-                [(v.confidence, v.right) for v in r.values if v.half == h]
-            )[0]
+            confidence.expected_calibration_error(calibrated([v for v in r.values if v.half == h]))[
+                0
+            ]
             for h in ("a", "b")
         ]
         lines.append(
@@ -378,7 +379,7 @@ def report(results: list[SetResult]) -> str:
     ]  # fmt: skip
     tables = [
         dict((row[0], row) for row in confidence.expected_calibration_error(
-            [(v.confidence, v.right) for v in values])[1])
+            calibrated(values))[1])
         for values in [r.values for r in results] + [[v for r in results for v in r.values]]
     ]  # fmt: skip
     for low in sorted({edge for table in tables for edge in table}):
@@ -388,6 +389,11 @@ def report(results: list[SetResult]) -> str:
         ]
         lines.append(f"| {low:.1f} to {low + 0.1:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def calibrated(values: list[Value]) -> list[tuple[float, bool]]:
+    """(confidence, right) of the values that have a confidence."""
+    return [(v.confidence, v.right) for v in values if v.confidence is not None]
 
 
 def refit(results: list[SetResult]) -> None:
@@ -409,7 +415,7 @@ def refit(results: list[SetResult]) -> None:
     )
     for r in results:
         for v in r.values:
-            v.confidence = model.probability(v.features)
+            v.confidence = model.probability(v.features) if model.knows(v.features) else None
 
 
 def held_out_calibration(results: list[SetResult]) -> str:
@@ -438,7 +444,7 @@ def held_out_calibration(results: list[SetResult]) -> str:
             cells.append(f"{confidence.expected_calibration_error(pairs)[0]:.3f} (n={len(pairs)})")
         floor = statistics.mean(
             confidence.expected_calibration_error(
-                [(v.confidence, rng.random() < v.confidence) for v in r.values]
+                [(p, rng.random() < p) for p, _right in calibrated(r.values)]
             )[0]
             for _ in range(200)
         )

@@ -73,6 +73,17 @@ def test_values_of_another_model_have_no_confidence() -> None:
     assert 0.0 < pages["[0].total"]["confidence"] < 1.0
 
 
+def test_a_value_of_a_rule_no_labelled_set_exercises_has_no_confidence() -> None:
+    # No dev set labels store names: the store's value is not given a made-up probability;
+    # the same receipt's legal name is.
+    rows = [("FRISCHKORB", 0.99), ("Frischkorb Handels GmbH", 0.99), ("Lindenallee 12", 0.99),
+            ("20095 Hamburg", 0.99), ("SUMME EUR 15,29", 0.99)]  # fmt: skip
+    evidence = _evidence(rows, '{"store": "Store name", "company": "Company legal name"}')
+    assert evidence["store"]["grounded"]
+    assert evidence["store"]["confidence"] is None
+    assert 0.5 < evidence["company"]["confidence"] < 1
+
+
 def test_the_fit_gives_probabilities_that_match_how_often_values_are_right() -> None:
     rng = random.Random(7)
     truth = {"rule=beside": 0.95, "rule=below": 0.7, "rule=guess": 0.4}
