@@ -618,6 +618,11 @@ class SchemaFiller:
                 Column(c.key, column_role(c.key, c.description), c.description) for c in leaves
             ]
             rows = extract_table(self.page, columns) if columns else []
+            # Each column's rule for its confidence, once for all its rows.
+            how = {
+                c.key: f"table/{detect_type(c.key, c.description, c.json_type).value}"
+                for c in leaves
+            }
             records: list[dict[str, Any]] = []
             for row in rows:
                 record: dict[str, Any] = {}
@@ -625,8 +630,7 @@ class SchemaFiller:
                     if isinstance(child, FieldSpec):
                         record[child.key] = _cast(row.get(child.key), child)
                         if record[child.key] is not None:
-                            kind = detect_type(child.key, child.description, child.json_type)
-                            self.how[f"{path}[{len(records)}].{child.key}"] = f"table/{kind.value}"
+                            self.how[f"{path}[{len(records)}].{child.key}"] = how[child.key]
                     else:
                         record[child.key] = empty_value(child)
                 records.append(record)

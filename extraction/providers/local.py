@@ -59,13 +59,7 @@ class LocalProvider:
             request.json_mode,
             recognizer=self._engine(),
         )
-        return ModelResult(
-            content=result.content,
-            usage=result.usage,
-            raw=_raw(result),
-            printed=result.printed,
-            how=result.how,
-        )
+        return _model_result(result)
 
     def extract_pages(
         self, pages: Iterable[DocumentPage], request: ExtractionRequest
@@ -80,14 +74,7 @@ class LocalProvider:
             request.json_mode,
             recognizer=self._engine(),
         )
-        return ModelResult(
-            content=result.content,
-            usage=result.usage,
-            raw={**_raw(result), "pages": len(result.page_sources)},
-            printed=result.printed,
-            page_sources=result.page_sources,
-            how=result.how,
-        )
+        return _model_result(result, document=True)
 
     def read(self, data: bytes) -> tuple[PrintedLine, ...]:
         """The printed text of an image, for grounding another model's answer. Raises
@@ -134,9 +121,21 @@ class LocalProvider:
             self._reader = None
 
 
-def _raw(result: EngineResult) -> dict[str, object]:
-    return {
+def _model_result(result: EngineResult, *, document: bool = False) -> ModelResult:
+    """The engine's answer as a provider's: content, usage, the text it read and how it
+    found each value; for a document also how each page was read."""
+    raw: dict[str, object] = {
         "model": "local-ocr",
         "fragments": result.fragments,
         "seconds": round(result.seconds, 3),
     }
+    if document:
+        raw["pages"] = len(result.page_sources)
+    return ModelResult(
+        content=result.content,
+        usage=result.usage,
+        raw=raw,
+        printed=result.printed,
+        page_sources=result.page_sources if document else None,
+        how=result.how,
+    )
